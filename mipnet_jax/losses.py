@@ -1,0 +1,26 @@
+"""Heatmap losses (the reference code's ``JointsMSELoss`` with target weights)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def keypoint_mse(pred: jax.Array, target: jax.Array, weight: jax.Array) -> jax.Array:
+  """HRNet's ``JointsMSELoss(use_target_weight=True)``, averaged over every row.
+
+  Per joint j: 0.5 * mean over (rows, pixels) of (w_j * pred_j - w_j * target_j)^2, then the
+  mean over joints. Every joint has the same number of pixels, so this is 0.5 x the global
+  mean. A MIPNet batch holds one row per (image, lambda) pair, so the loss is the mean over
+  pairs, as in the authors' ``train_lambda``.
+
+  Args:
+    pred: [B, h, w, K] predicted heatmaps.
+    target: [B, h, w, K] target heatmaps.
+    weight: [B, K] per-joint target weights (0/1 visibility).
+  Returns:
+    scalar float32 loss.
+  """
+  w = weight.astype(jnp.float32)[:, None, None, :]
+  diff = (pred.astype(jnp.float32) - target.astype(jnp.float32)) * w
+  return 0.5 * jnp.mean(jnp.square(diff))

@@ -1,0 +1,205 @@
+"""HRNet for top-down pose (Sun et al. 2019), as the official pose_hrnet, with MIMB slots.
+
+Segments (see topdown.py) and the authors' MIMB slots (``SE_MODULES``):
+  0: stem (2 x conv3x3 s2) + layer1 (4 Bottlenecks) + transition1 -> 2 branches  | stage1_mimb
+  1: stage2 (1 module)  + transition2 -> 3 branches                               | stage2_mimb
+  2: stage3 (4 modules) + transition3 -> 4 branches                               | stage3_mimb
+  3: stage4 (3 modules, the last single-scale) -> 1 branch                        | stage4_mimb
+  4: final_layer (1x1 conv with bias) -> heatmaps
+MIPNet uses slots (False, False, True, True): 4 MIMBs on the stage-4 inputs, 1 on its output.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+from mipnet_jax.models.layers import (BasicBlock, BatchNorm, ConvBNChain, ResLayer, conv,
+                                      upsample_nearest)
+from mipnet_jax.models.mimb import MIMBGroup
+from mipnet_jax.models.topdown import NUM_SLOTS, TopDownNet
+
+Dtype = Any
+
+
+class HRStem(nn.Module):
+  """conv3x3 s2 + BN + ReLU, twice (3 -> 64 -> 64), then layer1: [B,H,W,3] -> [B,H/4,W/4,256]."""
+
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    d = self.dtype
+    x = nn.relu(BatchNorm(dtype=d, name="bn1")(conv(64, 3, 2, dtype=d, name="conv1")(x),
+                                                train=train))
+    x = nn.relu(BatchNorm(dtype=d, name="bn2")(conv(64, 3, 2, dtype=d, name="conv2")(x),
+                                                train=train))
+    return ResLayer(64, 4, dtype=d, name="layer1")(x, train=train)
+
+
+class Transition(nn.Module):
+  """Adapts the previous stage's branches to the next stage's (children ``branch{i}``).
+
+  Existing branches pass through, or get a conv3x3 + BN + ReLU if their width changes;
+  each new branch comes from the last old one through stride-2 conv3x3 + BN + ReLU steps.
+  """
+
+  in_channels: tuple[int, ...]
+  out_channels: tuple[int, ...]
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, xs: Sequence[jax.Array], *, train: bool) -> tuple[jax.Array, ...]:
+    n_in, outs = len(self.in_channels), []
+    for i, c_out in enumerate(self.out_channels):
+      if i < n_in:
+        if c_out == self.in_channels[i]:
+          outs.append(xs[i])
+          continue
+        steps, src = ((c_out, 1, True),), xs[i]
+      else:
+        c_last = self.in_channels[-1]
+        n = i + 1 - n_in
+        steps = tuple((c_out if j == n - 1 else c_last, 2, True) for j in range(n))
+        src = xs[-1]
+      outs.append(ConvBNChain(steps, dtype=self.dtype, name=f"branch{i}")(src, train=train))
+    return tuple(outs)
+
+
+class FuseUp(nn.Module):
+  """Fuse path from a lower-resolution branch: conv1x1 + BN, nearest upsampling."""
+
+  features: int
+  factor: int
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    x = conv(self.features, 1, dtype=self.dtype, name="conv")(x)
+    x = BatchNorm(dtype=self.dtype, name="bn")(x, train=train)
+    return upsample_nearest(x, self.factor)
+
+
+class HRModule(nn.Module):
+  """Parallel branches of BasicBlocks (``branch{b}_block{k}``) and the multi-resolution
+  fusion (``fuse{i}_{j}``): out_i = relu(sum_j f_ij(x_j)). With ``multi_scale_output``
+  False only the highest-resolution output is fused and returned."""
+
+  channels: tuple[int, ...]
+  num_blocks: int = 4
+  multi_scale_output: bool = True
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, xs: Sequence[jax.Array], *, train: bool) -> tuple[jax.Array, ...]:
+    d, ch = self.dtype, self.channels
+    ys = []
+    for b, x in enumerate(xs):
+      for k in range(self.num_blocks):
+        x = BasicBlock(ch[b], dtype=d, name=f"branch{b}_block{k}")(x, train=train)
+      ys.append(x)
+    if len(ys) == 1:
+      return tuple(ys)
+    outs = []
+    for i in range(len(ys) if self.multi_scale_output else 1):
+      total = None
+      for j, y in enumerate(ys):
+        if j > i:
+          y = FuseUp(ch[i], 2 ** (j - i), dtype=d, name=f"fuse{i}_{j}")(y, train=train)
+        elif j < i:
+          steps = tuple((ch[i] if s == i - j - 1 else ch[j], 2, s != i - j - 1)
+                        for s in range(i - j))
+          y = ConvBNChain(steps, dtype=d, name=f"fuse{i}_{j}")(y, train=train)
+        total = y if total is None else total + y
+      outs.append(nn.relu(total))
+    return tuple(outs)
+
+
+class HRStage(nn.Module):
+  """``num_modules`` HRModules named ``module{m}``."""
+
+  channels: tuple[int, ...]
+  num_modules: int
+  num_blocks: int = 4
+  multi_scale_output: bool = True
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, xs: Sequence[jax.Array], *, train: bool) -> tuple[jax.Array, ...]:
+    for m in range(self.num_modules):
+      multi = self.multi_scale_output or m < self.num_modules - 1
+      xs = HRModule(self.channels, self.num_blocks, multi, dtype=self.dtype,
+                    name=f"module{m}")(xs, train=train)
+    return xs
+
+
+class HRNet(TopDownNet):
+  """HRNet-W{width} pose network with optional MIMBs (MIPNet).
+
+  Attributes:
+    width: C, the high-resolution branch width (32 for W32, 48 for W48); branches are
+      C, 2C, 4C, 8C.
+    num_keypoints: K, heatmap channels.
+    stage_modules: modules of stages 2, 3, 4 (official: 1, 4, 3).
+    num_blocks: BasicBlocks per branch per module (official: 4).
+    mimb_slots: 4 flags, the authors' SE_MODULES; all False is the plain HRNet.
+    lambda_dim / lambda_code: width and kind of the instance code (see mimb.py).
+    mimb_reduce / mimb_only_embed: MIMB reduction r and the Table 11 ablation.
+    dtype: compute dtype (params and BN statistics stay float32).
+  Call: images [B, H, W, 3], lam [B, lambda_dim] -> heatmaps [B, H/4, W/4, K] float32.
+  """
+
+  width: int = 32
+  num_keypoints: int = 17
+  stage_modules: tuple[int, int, int] = (1, 4, 3)
+  num_blocks: int = 4
+  mimb_slots: tuple[bool, ...] = (False, False, True, True)
+  lambda_dim: int = 2
+  lambda_code: str = "one_hot"
+  mimb_reduce: int = 4
+  mimb_only_embed: bool = False
+  dtype: Dtype = jnp.float32
+
+  def setup(self):
+    self._check_slots()
+    c = tuple(self.width * 2 ** i for i in range(4))
+    d, m2, m3, m4 = self.dtype, *self.stage_modules
+    stage = functools.partial(HRStage, num_blocks=self.num_blocks, dtype=d)
+    self.stem = HRStem(dtype=d)
+    self.transition1 = Transition((256,), c[:2], dtype=d)
+    self.stage2 = stage(c[:2], m2)
+    self.transition2 = Transition(c[:2], c[:3], dtype=d)
+    self.stage3 = stage(c[:3], m3)
+    self.transition3 = Transition(c[:3], c[:4], dtype=d)
+    self.stage4 = stage(c, m4, multi_scale_output=False)
+    self.final_layer = nn.Conv(self.num_keypoints, (1, 1), use_bias=True, dtype=d,
+                               kernel_init=nn.initializers.normal(0.001),
+                               name="final_layer")
+    group = functools.partial(MIMBGroup, self.mimb_reduce, self.mimb_only_embed, "normal", d)
+    self.stage1_mimb = group() if self.mimb_slots[0] else None
+    self.stage2_mimb = group() if self.mimb_slots[1] else None
+    self.stage3_mimb = group() if self.mimb_slots[2] else None
+    self.stage4_mimb = group() if self.mimb_slots[3] else None
+
+  def _mimb(self, k: int) -> MIMBGroup:
+    return (self.stage1_mimb, self.stage2_mimb, self.stage3_mimb, self.stage4_mimb)[k]
+
+  def _segment(self, k: int, feats: Any, train: bool) -> Any:
+    if k == 0:
+      return self.transition1((self.stem(feats, train=train),), train=train)
+    if k == 1:
+      return self.transition2(self.stage2(feats, train=train), train=train)
+    if k == 2:
+      return self.transition3(self.stage3(feats, train=train), train=train)
+    if k == 3:
+      return self.stage4(feats, train=train)
+    assert k == NUM_SLOTS
+    return self.final_layer(feats[0])
+
+
+HRNetW32 = functools.partial(HRNet, width=32)
+HRNetW48 = functools.partial(HRNet, width=48)

@@ -1,0 +1,120 @@
+"""SimpleBaseline (Xiao et al. 2018): ResNet + 3 deconvolutions, with MIMB slots.
+
+Segments (see topdown.py) and the authors' MIMB slots (``SE_MODULES``, slot k sits on the
+input of ResNet layer k+1):
+  0: conv7x7 s2 + BN + ReLU + maxpool3x3 s2  (64 ch)   | layer1_mimb
+  1: layer1  (256 ch, 1/4)                             | layer2_mimb
+  2: layer2  (512 ch, 1/8)                             | layer3_mimb
+  3: layer3  (1024 ch, 1/16)                           | layer4_mimb
+  4: layer4 (2048 ch, 1/32) + 3 x (ConvTranspose 4x4 s2 + BN + ReLU) + final 1x1 conv
+MIPNet uses slots (False, False, True, True): MIMB(512) before layer3, MIMB(1024) before
+layer4 (the paper's "after Block 3 and Block 4").
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+from mipnet_jax.models.layers import BatchNorm, ConvTranspose4x4, ResLayer, conv
+from mipnet_jax.models.mimb import MIMBGroup
+from mipnet_jax.models.topdown import NUM_SLOTS, TopDownNet
+
+Dtype = Any
+RESNET_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
+
+
+class ResNetStem(nn.Module):
+  """conv7x7 s2 (3 -> base) + BN + ReLU + maxpool 3x3 s2 pad 1: [B,H,W,3] -> [B,H/4,W/4,base]."""
+
+  features: int = 64
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    x = conv(self.features, 7, 2, dtype=self.dtype, name="conv1")(x)
+    x = nn.relu(BatchNorm(dtype=self.dtype, name="bn1")(x, train=train))
+    return nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+
+
+class DeconvHead(nn.Module):
+  """``len(features)`` x (ConvTranspose 4x4 s2 p1, no bias + BN + ReLU), children
+  ``deconv{i}`` / ``bn{i}``: [B, h, w, C] -> [B, 2^n h, 2^n w, features[-1]]."""
+
+  features: tuple[int, ...] = (256, 256, 256)
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    for i, f in enumerate(self.features):
+      x = ConvTranspose4x4(f, dtype=self.dtype, name=f"deconv{i}")(x)
+      x = nn.relu(BatchNorm(dtype=self.dtype, name=f"bn{i}")(x, train=train))
+    return x
+
+
+class SimpleBaseline(TopDownNet):
+  """SimpleBaseline ResNet-{depth} with optional MIMBs (MIPNet).
+
+  Attributes:
+    depth: 50, 101 or 152.
+    num_keypoints: K, heatmap channels.
+    base_width: ResNet stem width (64 official; tests shrink it). Layer widths are
+      4 x (1, 2, 4, 8) x base_width.
+    deconv_features: channels of the three deconvolutions (256 official).
+    mimb_slots, lambda_dim, lambda_code, mimb_reduce, mimb_only_embed, dtype: as HRNet.
+  Call: images [B, H, W, 3], lam [B, lambda_dim] -> heatmaps [B, H/4, W/4, K] float32.
+  """
+
+  depth: int = 50
+  num_keypoints: int = 17
+  base_width: int = 64
+  deconv_features: tuple[int, ...] = (256, 256, 256)
+  mimb_slots: tuple[bool, ...] = (False, False, True, True)
+  lambda_dim: int = 2
+  lambda_code: str = "one_hot"
+  mimb_reduce: int = 4
+  mimb_only_embed: bool = False
+  dtype: Dtype = jnp.float32
+
+  def setup(self):
+    self._check_slots()
+    if self.depth not in RESNET_BLOCKS:
+      raise ValueError(f"SimpleBaseline depth must be one of {sorted(RESNET_BLOCKS)}, "
+                       f"got {self.depth}")
+    d, w, blocks = self.dtype, self.base_width, RESNET_BLOCKS[self.depth]
+    self.stem = ResNetStem(w, dtype=d)
+    self.layer1 = ResLayer(w, blocks[0], 1, dtype=d)
+    self.layer2 = ResLayer(2 * w, blocks[1], 2, dtype=d)
+    self.layer3 = ResLayer(4 * w, blocks[2], 2, dtype=d)
+    self.layer4 = ResLayer(8 * w, blocks[3], 2, dtype=d)
+    self.deconv = DeconvHead(tuple(self.deconv_features), dtype=d)
+    self.final_layer = nn.Conv(self.num_keypoints, (1, 1), use_bias=True, dtype=d,
+                               kernel_init=nn.initializers.normal(0.001),
+                               name="final_layer")
+    group = functools.partial(MIMBGroup, self.mimb_reduce, self.mimb_only_embed,
+                              "torch_default", d)
+    self.layer1_mimb = group() if self.mimb_slots[0] else None
+    self.layer2_mimb = group() if self.mimb_slots[1] else None
+    self.layer3_mimb = group() if self.mimb_slots[2] else None
+    self.layer4_mimb = group() if self.mimb_slots[3] else None
+
+  def _mimb(self, k: int) -> MIMBGroup:
+    return (self.layer1_mimb, self.layer2_mimb, self.layer3_mimb, self.layer4_mimb)[k]
+
+  def _segment(self, k: int, feats: Any, train: bool) -> Any:
+    if k == 0:
+      return (self.stem(feats, train=train),)
+    layer = (self.layer1, self.layer2, self.layer3, self.layer4)[k - 1]
+    x = layer(feats[0], train=train)
+    if k < NUM_SLOTS:
+      return (x,)
+    return self.final_layer(self.deconv(x, train=train))
+
+
+SimpleBaselineR50 = functools.partial(SimpleBaseline, depth=50)
+SimpleBaselineR101 = functools.partial(SimpleBaseline, depth=101)
+SimpleBaselineR152 = functools.partial(SimpleBaseline, depth=152)

@@ -1,0 +1,89 @@
+"""The trunk / lambda-head split shared by every MIPNet backbone.
+
+A backbone is a chain of ``NUM_SLOTS + 1`` segments with a MIMB slot after each of the first
+``NUM_SLOTS`` (the authors' ``SE_MODULES``): segment k produces the features that slot k
+modulates, and the last segment makes the heatmaps. Everything before the first enabled
+slot does not depend on lambda: it is the *trunk*, run once per box. The rest is the
+*head*, run once per (box, lambda). ``predict_instances`` runs the head for all N instances
+in one batched call (the trunk features tiled N times along the batch), so the cost is
+trunk + N x head, the accounting of the supplementary's Table 2.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+from mipnet_jax.models.mimb import encode_lambda, lambda_width
+
+NUM_SLOTS = 4
+Features = tuple[jax.Array, ...]
+
+
+class TopDownNet(nn.Module):
+  """Base of HRNet and SimpleBaseline. Subclasses provide the fields ``mimb_slots``,
+  ``lambda_dim``, ``lambda_code`` and the methods ``_segment(k, feats, train)`` and
+  ``_mimb(k)``; feature sets travel as tuples of [B, H, W, C] arrays."""
+
+  @property
+  def has_mimb(self) -> bool:
+    return any(self.mimb_slots)
+
+  @property
+  def split(self) -> int:
+    """Index of the segment whose output is the trunk's output."""
+    enabled = [k for k, on in enumerate(self.mimb_slots) if on]
+    return enabled[0] if enabled else NUM_SLOTS - 1
+
+  def _check_slots(self) -> None:
+    if len(self.mimb_slots) != NUM_SLOTS:
+      raise ValueError(f"mimb_slots needs {NUM_SLOTS} flags, got {self.mimb_slots!r}")
+
+  def trunk(self, images: jax.Array, *, train: bool) -> Features:
+    """images [B, H, W, 3] -> lambda-independent features (tuple of [B, h, w, c])."""
+    feats: Any = images
+    for k in range(self.split + 1):
+      feats = self._segment(k, feats, train)
+    return feats
+
+  def head(self, feats: Features, lam: jax.Array, *, train: bool) -> jax.Array:
+    """Trunk features [B', ...] and instance codes lam [B', L] -> heatmaps [B', h, w, K]."""
+    for k in range(self.split, NUM_SLOTS):
+      if k > self.split:
+        feats = self._segment(k, feats, train)
+      if self.mimb_slots[k]:
+        feats = self._mimb(k)(feats, lam, train=train)
+    return self._segment(NUM_SLOTS, feats, train).astype(jnp.float32)
+
+  def __call__(self, images: jax.Array, lam: jax.Array, *, train: bool) -> jax.Array:
+    """images [B, H, W, 3], lam [B, L] -> heatmaps [B, H/4, W/4, K] (float32).
+
+    ``lam`` is ignored by a model without MIMB (the baseline), so the signature is uniform.
+    """
+    return self.head(self.trunk(images, train=train), lam, train=train)
+
+  def predict_instances(self, images: jax.Array, num_instances: int) -> jax.Array:
+    """Inference for all N instances of each box: trunk once, head once on N x B rows.
+
+    Args:
+      images: [B, H, W, 3] normalised crops.
+      num_instances: N, the instances lambda = 0..N-1 predicted per box.
+    Returns:
+      heatmaps [B, N, H/4, W/4, K] float32; [:, 0] is the box's own person.
+    """
+    if not self.has_mimb and num_instances != 1:
+      raise ValueError(f"a model without MIMB predicts one instance, asked for {num_instances}")
+    if self.has_mimb and lambda_width(num_instances, self.lambda_code) > self.lambda_dim:
+      raise ValueError(f"{num_instances} instances need a {self.lambda_code} code wider than "
+                       f"this model's lambda_dim={self.lambda_dim}")
+    b = images.shape[0]
+    feats = self.trunk(images, train=False)
+    feats = tuple(jnp.tile(f, (num_instances,) + (1,) * (f.ndim - 1)) for f in feats)
+    lam = encode_lambda(jnp.repeat(jnp.arange(num_instances), b), self.lambda_dim,
+                        self.lambda_code)                         # rows are lambda-major
+    heat = self.head(feats, lam, train=False)                      # [N*B, h, w, K]
+    heat = heat.reshape((num_instances, b) + heat.shape[1:])
+    return jnp.swapaxes(heat, 0, 1)

@@ -1,0 +1,165 @@
+"""Throughput of the pose networks on this machine: inference (N=1, N=2) and a train step.
+
+    python scripts/bench_model.py                       # HRNet-W32 and SBL R-50, batch 8
+    python scripts/bench_model.py --models=hrnet_w32 --dtype=bfloat16 --iters=5
+
+For each model it measures, with compile time reported apart:
+  * inference: ``predict_instances`` for N=1 (the baseline network) and N=2 (MIPNet, trunk
+    once, lambda head on 2B rows), images (boxes) per second;
+  * a full training step (forward, JointsMSE loss, backward, Adam update, BN statistics)
+    for the baseline and for MIPNet N=2 (both lambda of every image in the batch).
+When PyTorch is installed (``pip install -e '.[torch]'``), the same architectures written
+in PyTorch (scripts/torch_reference.py) are timed in the same run and the ratios printed.
+Prints a table and, last, one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from mipnet_jax import runtime  # noqa: E402
+
+runtime.configure_cpu_xla()
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+
+from mipnet_jax.losses import keypoint_mse  # noqa: E402
+from mipnet_jax.models import build_model, encode_lambda  # noqa: E402
+
+MODELS = {
+    "hrnet_w32": ({"name": "hrnet", "width": 32}, "hrnet_w32"),
+    "hrnet_w48": ({"name": "hrnet", "width": 48}, "hrnet_w48"),
+    "sbl_r50": ({"name": "simple_baseline", "depth": 50}, "resnet50"),
+    "sbl_r101": ({"name": "simple_baseline", "depth": 101}, "resnet101"),
+    "sbl_r152": ({"name": "simple_baseline", "depth": 152}, "resnet152"),
+}
+
+
+def _timed(fn, args, iters, warmup):
+  t0 = time.perf_counter()
+  compiled = jax.jit(fn, donate_argnums=(0,) if fn.__name__ == "train_step" else ()).lower(
+      *args).compile()
+  compile_s = time.perf_counter() - t0
+  out = args
+  for _ in range(warmup):
+    out = compiled(*out) if fn.__name__ == "train_step" else compiled(*args)
+    jax.block_until_ready(out)
+  t0 = time.perf_counter()
+  for _ in range(iters):
+    out = compiled(*out) if fn.__name__ == "train_step" else compiled(*args)
+    jax.block_until_ready(out)
+  return compile_s, (time.perf_counter() - t0) / iters
+
+
+def bench_inference(model, variables, images, n, iters, warmup):
+  def predict(variables, images):
+    return model.apply(variables, images, n, method=model.predict_instances)
+  compile_s, sec = _timed(predict, (variables, images), iters, warmup)
+  return {"compile_s": compile_s, "img_per_s": images.shape[0] / sec}
+
+
+def bench_train(model, variables, images, n, iters, warmup):
+  """One step on B images x N instances (rows lambda-major), trunk shared by the N rows."""
+  b = images.shape[0]
+  tx = optax.adam(1e-3)
+  hm_shape = (n * b, images.shape[1] // 4, images.shape[2] // 4, model.num_keypoints)
+  rng = np.random.default_rng(0)
+  target = jnp.asarray(rng.random(hm_shape, dtype=np.float32))
+  weight = jnp.ones((n * b, model.num_keypoints), jnp.float32)
+  lam = encode_lambda(jnp.repeat(jnp.arange(n), b), model.lambda_dim, model.lambda_code)
+
+  def loss_fn(params, batch_stats, images):
+    def forward(mdl, images):
+      feats = mdl.trunk(images, train=True)
+      feats = tuple(jnp.tile(f, (n, 1, 1, 1)) for f in feats)
+      return mdl.head(feats, lam, train=True)
+    pred, updates = model.apply({"params": params, "batch_stats": batch_stats}, images,
+                                method=forward, mutable=["batch_stats"])
+    return keypoint_mse(pred, target, weight), updates["batch_stats"]
+
+  def train_step(params, batch_stats, opt_state, images):
+    (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        params, batch_stats, images)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), batch_stats, opt_state, images
+
+  params = variables["params"]
+  args = (params, variables["batch_stats"], tx.init(params), images)
+  compile_s, sec = _timed(train_step, args, iters, warmup)
+  return {"compile_s": compile_s, "img_per_s": b / sec}
+
+
+def bench_torch(arch, batch, hw, iters, warmup):
+  try:
+    import torch_reference  # needs torch
+  except ImportError:
+    return None
+  out = {}
+  for train in (False, True):
+    model = torch_reference.build_model(arch)
+    r = torch_reference.measure_throughput(model, batch, hw, train=train, iters=iters,
+                                           warmup=warmup)
+    out["train" if train else "infer"] = r["img_per_s"]
+  return out
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--models", default="hrnet_w32,sbl_r50")
+  p.add_argument("--batch", type=int, default=8)
+  p.add_argument("--image_hw", default="256x192")
+  p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+  p.add_argument("--iters", type=int, default=5)
+  p.add_argument("--warmup", type=int, default=1)
+  p.add_argument("--no_torch", action="store_true", help="skip the PyTorch side-by-side")
+  p.add_argument("--skip", default="", help="comma list of infer1,infer2,train1,train2")
+  a = p.parse_args()
+  hw = tuple(int(v) for v in a.image_hw.split("x"))
+  skip = set(filter(None, a.skip.split(",")))
+  images = jax.random.normal(jax.random.key(0), (a.batch, *hw, 3), jnp.float32)
+  results = {}
+  for name in a.models.split(","):
+    cfg, torch_arch = MODELS[name]
+    row = {}
+    for n in (1, 2):
+      model = build_model({**cfg, "dtype": a.dtype}, n)
+      variables = jax.jit(lambda m=model: m.init(
+          jax.random.key(0), images[:1], jnp.zeros((1, m.lambda_dim)), train=False))()
+      if f"infer{n}" not in skip:
+        row[f"infer_n{n}"] = bench_inference(model, variables, images, n, a.iters, a.warmup)
+      if f"train{n}" not in skip:
+        row[f"train_n{n}"] = bench_train(model, variables, images, n, a.iters, a.warmup)
+    if not a.no_torch:
+      row["torch"] = bench_torch(torch_arch, a.batch, hw, a.iters, a.warmup)
+    results[name] = row
+    _print_row(name, row)
+  print(json.dumps({"bench": "model", "batch": a.batch, "image_hw": hw, "dtype": a.dtype,
+                    "devices": jax.device_count(), "results": results}))
+
+
+def _print_row(name, row):
+  torch = row.get("torch") or {}
+  print(f"\n{name}: img/s (compile s)   torch img/s   ratio jax/torch")
+  for key, ref in (("infer_n1", "infer"), ("infer_n2", None), ("train_n1", "train"),
+                   ("train_n2", None)):
+    if key not in row:
+      continue
+    r = row[key]
+    t = torch.get(ref) if ref else None
+    extra = f"{t:10.2f}   {r['img_per_s'] / t:6.2f}x" if t else ""
+    if key.endswith("n2") and key.replace("n2", "n1") in row:
+      base = row[key.replace("n2", "n1")]["img_per_s"]
+      extra = f"   N=2 / N=1 = {r['img_per_s'] / base:.2f}x"
+    print(f"  {key:9s} {r['img_per_s']:8.2f} ({r['compile_s']:5.1f})  {extra}")
+
+
+if __name__ == "__main__":
+  main()
