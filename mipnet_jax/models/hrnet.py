@@ -190,6 +190,9 @@ class HRNet(TopDownNet):
 
   def _segment(self, k: int, feats: Any, train: bool) -> Any:
     if k == 0:
+      if feats.shape[1] % 32 or feats.shape[2] % 32:
+        raise ValueError(f"HRNet needs an input (h, w) divisible by 32 (its four branches run "
+                         f"at 1/4..1/32), got {feats.shape[1:3]}")
       return self.transition1((self.stem(feats, train=train),), train=train)
     if k == 1:
       return self.transition2(self.stage2(feats, train=train), train=train)

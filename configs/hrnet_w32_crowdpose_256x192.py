@@ -1,0 +1,9 @@
+"""HRNet / MIPNet H-32 256x192 on CrowdPose train (supplementary Table 5).
+
+Baseline: `--config=configs/hrnet_w32_crowdpose_256x192.py:baseline` (N=1). MIPNet: default (N=2)."""
+
+from mipnet_jax.experiments import experiment
+
+
+def get_config(arg=None):
+  return experiment("hrnet_w32", "crowdpose", (256, 192), arg)

@@ -1,0 +1,45 @@
+"""mipnet_jax entry point.
+
+    python -m mipnet_jax.main --config=configs/hrnet_w32_coco_256x192.py --mode=summary
+    python -m mipnet_jax.main --config=configs/sbl_r50_coco_256x192.py:baseline --mode=summary --json
+    python -m mipnet_jax.main --config=configs/hrnet_w32_coco_256x192.py --config.model.mimb_reduce=2 ...
+
+Modes:
+  summary  parameter count and per-box inference cost for N=1..4 (``--json``: one JSON line).
+"""
+
+from __future__ import annotations
+
+import json
+
+from mipnet_jax import runtime
+
+runtime.configure_cpu_xla()
+
+from absl import app, flags  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from mipnet_jax import report  # noqa: E402
+
+MODES = ("summary",)
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py"
+                                          "[:ARG]).", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results.")
+_MODE = flags.DEFINE_enum("mode", "summary", MODES, "What to run.")
+_JSON = flags.DEFINE_bool("json", False, "summary: print one JSON line instead of a table.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  config = _CONFIG.value
+  if config is None:
+    raise app.UsageError("--config is required, e.g. --config=configs/hrnet_w32_coco_256x192.py")
+  if _MODE.value == "summary":
+    result = report.model_report(config)
+    print(json.dumps(result) if _JSON.value else report.format_report(result))
+
+
+if __name__ == "__main__":
+  app.run(main)
