@@ -12,14 +12,10 @@ from __future__ import annotations
 
 import json
 
-from mipnet_jax import runtime
+from absl import app, flags
+from ml_collections import config_flags
 
-runtime.configure_cpu_xla()
-
-from absl import app, flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
-
-from mipnet_jax import report  # noqa: E402
+from mipnet_jax import report, runtime
 
 MODES = ("summary",)
 
@@ -36,6 +32,7 @@ def main(argv):
   config = _CONFIG.value
   if config is None:
     raise app.UsageError("--config is required, e.g. --config=configs/hrnet_w32_coco_256x192.py")
+  runtime.configure_cpu_xla(config.model.name)   # before the first JAX computation
   if _MODE.value == "summary":
     result = report.model_report(config)
     print(json.dumps(result) if _JSON.value else report.format_report(result))

@@ -10,7 +10,8 @@ For each model it measures, with compile time reported apart:
     for the baseline and for MIPNet N=2 (both lambda of every image in the batch).
 When PyTorch is installed (``pip install -e '.[torch]'``), the same architectures written
 in PyTorch (scripts/torch_reference.py) are timed in the same run and the ratios printed.
-Prints a table and, last, one JSON line.
+Each model runs in its own process, with the XLA flags that mipnet_jax.runtime chooses for
+its architecture (XLA reads them once per process). Prints a table and, last, one JSON line.
 """
 
 from __future__ import annotations
@@ -21,18 +22,18 @@ import os
 import sys
 import time
 
+import subprocess
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from mipnet_jax import runtime
+from mipnet_jax.losses import keypoint_mse
+from mipnet_jax.models import build_model, encode_lambda
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mipnet_jax import runtime  # noqa: E402
-
-runtime.configure_cpu_xla()
-
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import optax  # noqa: E402
-
-from mipnet_jax.losses import keypoint_mse  # noqa: E402
-from mipnet_jax.models import build_model, encode_lambda  # noqa: E402
 
 MODELS = {
     "hrnet_w32": ({"name": "hrnet", "width": 32}, "hrnet_w32"),
@@ -43,26 +44,30 @@ MODELS = {
 }
 
 
-def _timed(fn, args, iters, warmup):
+def _timed(fn, args, iters, warmup, *, carry: bool):
+  """Compile time and seconds per call of ``fn(*args)``. With ``carry`` the outputs are the
+  next call's inputs (a train step with donated state)."""
   t0 = time.perf_counter()
-  compiled = jax.jit(fn, donate_argnums=(0,) if fn.__name__ == "train_step" else ()).lower(
-      *args).compile()
+  compiled = jax.jit(fn, donate_argnums=(0, 1, 2) if carry else ()).lower(*args).compile()
   compile_s = time.perf_counter() - t0
-  out = args
-  for _ in range(warmup):
-    out = compiled(*out) if fn.__name__ == "train_step" else compiled(*args)
-    jax.block_until_ready(out)
+
+  def run(n, state):
+    for _ in range(n):
+      out = compiled(*state)
+      jax.block_until_ready(out)
+      state = out if carry else state
+    return state
+
+  state = run(warmup, args)
   t0 = time.perf_counter()
-  for _ in range(iters):
-    out = compiled(*out) if fn.__name__ == "train_step" else compiled(*args)
-    jax.block_until_ready(out)
+  run(iters, state)
   return compile_s, (time.perf_counter() - t0) / iters
 
 
 def bench_inference(model, variables, images, n, iters, warmup):
   def predict(variables, images):
     return model.apply(variables, images, n, method=model.predict_instances)
-  compile_s, sec = _timed(predict, (variables, images), iters, warmup)
+  compile_s, sec = _timed(predict, (variables, images), iters, warmup, carry=False)
   return {"compile_s": compile_s, "img_per_s": images.shape[0] / sec}
 
 
@@ -93,7 +98,7 @@ def bench_train(model, variables, images, n, iters, warmup):
 
   params = variables["params"]
   args = (params, variables["batch_stats"], tx.init(params), images)
-  compile_s, sec = _timed(train_step, args, iters, warmup)
+  compile_s, sec = _timed(train_step, args, iters, warmup, carry=True)
   return {"compile_s": compile_s, "img_per_s": b / sec}
 
 
@@ -111,6 +116,27 @@ def bench_torch(arch, batch, hw, iters, warmup):
   return out
 
 
+def run_worker(a) -> dict:
+  """Benchmarks one model in this process (flags set before the first computation)."""
+  cfg, torch_arch = MODELS[a.models]
+  runtime.configure_cpu_xla(cfg["name"])
+  hw = tuple(int(v) for v in a.image_hw.split("x"))
+  skip = set(filter(None, a.skip.split(",")))
+  images = jax.random.normal(jax.random.key(0), (a.batch, *hw, 3), jnp.float32)
+  row = {"xla_flags": os.environ.get("XLA_FLAGS", "")}
+  for n in (1, 2):
+    model = build_model({**cfg, "dtype": a.dtype}, n)
+    variables = jax.jit(lambda m=model: m.init(
+        jax.random.key(0), images[:1], jnp.zeros((1, m.lambda_dim)), train=False))()
+    if f"infer{n}" not in skip:
+      row[f"infer_n{n}"] = bench_inference(model, variables, images, n, a.iters, a.warmup)
+    if f"train{n}" not in skip:
+      row[f"train_n{n}"] = bench_train(model, variables, images, n, a.iters, a.warmup)
+  if not a.no_torch:
+    row["torch"] = bench_torch(torch_arch, a.batch, hw, a.iters, a.warmup)
+  return row
+
+
 def main():
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--models", default="hrnet_w32,sbl_r50")
@@ -121,28 +147,28 @@ def main():
   p.add_argument("--warmup", type=int, default=1)
   p.add_argument("--no_torch", action="store_true", help="skip the PyTorch side-by-side")
   p.add_argument("--skip", default="", help="comma list of infer1,infer2,train1,train2")
+  p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
   a = p.parse_args()
-  hw = tuple(int(v) for v in a.image_hw.split("x"))
-  skip = set(filter(None, a.skip.split(",")))
-  images = jax.random.normal(jax.random.key(0), (a.batch, *hw, 3), jnp.float32)
+  if a.worker:
+    print(json.dumps(run_worker(a)))
+    return
   results = {}
   for name in a.models.split(","):
-    cfg, torch_arch = MODELS[name]
-    row = {}
-    for n in (1, 2):
-      model = build_model({**cfg, "dtype": a.dtype}, n)
-      variables = jax.jit(lambda m=model: m.init(
-          jax.random.key(0), images[:1], jnp.zeros((1, m.lambda_dim)), train=False))()
-      if f"infer{n}" not in skip:
-        row[f"infer_n{n}"] = bench_inference(model, variables, images, n, a.iters, a.warmup)
-      if f"train{n}" not in skip:
-        row[f"train_n{n}"] = bench_train(model, variables, images, n, a.iters, a.warmup)
-    if not a.no_torch:
-      row["torch"] = bench_torch(torch_arch, a.batch, hw, a.iters, a.warmup)
-    results[name] = row
-    _print_row(name, row)
-  print(json.dumps({"bench": "model", "batch": a.batch, "image_hw": hw, "dtype": a.dtype,
-                    "devices": jax.device_count(), "results": results}))
+    if name not in MODELS:
+      p.error(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
+    argv = [sys.executable, os.path.abspath(__file__), "--worker", f"--models={name}"] + [
+        f"--{k}={v}" for k, v in (("batch", a.batch), ("image_hw", a.image_hw),
+                                   ("dtype", a.dtype), ("iters", a.iters),
+                                   ("warmup", a.warmup), ("skip", a.skip))]
+    if a.no_torch:
+      argv.append("--no_torch")
+    out = subprocess.run(argv, capture_output=True, text=True)
+    if out.returncode:
+      sys.exit(f"benchmark of {name} failed:\n{out.stderr[-3000:]}")
+    results[name] = json.loads(out.stdout.strip().splitlines()[-1])
+    _print_row(name, results[name])
+  print(json.dumps({"bench": "model", "batch": a.batch, "image_hw": a.image_hw,
+                    "dtype": a.dtype, "results": results}))
 
 
 def _print_row(name, row):

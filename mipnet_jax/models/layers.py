@@ -7,6 +7,7 @@ Initialisation follows the reference code: conv weights N(0, 0.001), BN weight 1
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -24,13 +25,93 @@ conv_init = nn.initializers.normal(stddev=0.001)
 TRANSPOSED_CONV_SCOPE = "transposed_conv_stride2"
 
 
+_NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+def _conv_nhwc(x, w, strides, padding):
+  return jax.lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=_NHWC)
+
+
+def _phase_taps(k: int, pad: int, phase: int) -> tuple[list[int], tuple[int, int]]:
+  """For input row 2m + phase of a stride-2 conv (kernel k, padding pad): the kernel rows
+  that touch it, ordered by the output row they feed (m + d), and the (low, high) padding
+  that aligns them as a stride-1 correlation over the output gradient."""
+  taps = sorted((kk for kk in range(k) if (phase + pad - kk) % 2 == 0),
+                key=lambda kk: (phase + pad - kk) // 2)
+  if not taps:
+    return [], (0, 0)
+  d = [(phase + pad - kk) // 2 for kk in taps]
+  return taps, (-d[0], d[-1])
+
+
+def _stride2_input_grad(g: jax.Array, w: jax.Array, x_shape: tuple[int, ...],
+                        pad: int) -> jax.Array:
+  """Input gradient of a stride-2 conv, as four stride-1 sub-pixel convs (one per input
+  phase) instead of XLA's input-dilated convolution, which is off the fast path on CPU."""
+  b, h, wd, cin = x_shape
+  k = w.shape[0]
+  wt = jnp.swapaxes(w, 2, 3)                       # HWIO with I = Cout, O = Cin
+  m, n = g.shape[1], g.shape[2]
+  rows = []
+  for a in (0, 1):
+    taps_a, pad_a = _phase_taps(k, pad, a)
+    cols = []
+    for c in (0, 1):
+      taps_c, pad_c = _phase_taps(k, pad, c)
+      if not taps_a or not taps_c:
+        cols.append(jnp.zeros((b, m, n, cin), g.dtype))
+        continue
+      sub = wt[np.array(taps_a)][:, np.array(taps_c)]
+      cols.append(_conv_nhwc(g, sub, (1, 1), (pad_a, pad_c)))
+    rows.append(jnp.stack(cols, axis=3))
+  dx = jnp.stack(rows, axis=2).reshape(b, 2 * m, 2 * n, cin)
+  return dx[:, :h, :wd]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def conv_stride2(x: jax.Array, w: jax.Array, pad: int) -> jax.Array:
+  """``Conv2d(k, stride=2, padding=pad)``: x [B,H,W,Ci], w [k,k,Ci,Co] -> [B,ceil(H/2),..,Co].
+
+  The forward pass is XLA's strided convolution; the backward pass computes the input
+  gradient in sub-pixel form (stride-1 convolutions only), numerically the same sums."""
+  return _conv_nhwc(x, w, (2, 2), ((pad, pad), (pad, pad)))
+
+
+def _conv_stride2_fwd(x, w, pad):
+  return conv_stride2(x, w, pad), (x, w)
+
+
+def _conv_stride2_bwd(pad, res, g):
+  x, w = res
+  _, w_vjp = jax.vjp(lambda w_: _conv_nhwc(x, w_, (2, 2), ((pad, pad), (pad, pad))), w)
+  return _stride2_input_grad(g, w, x.shape, pad), w_vjp(g)[0]
+
+
+conv_stride2.defvjp(_conv_stride2_fwd, _conv_stride2_bwd)
+
+
+def _conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
+                          rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
+                          **kwargs):
+  """nn.Conv's convolution: stride-2 convolutions get the fast input gradient."""
+  plain = (tuple(window_strides) != (2, 2) or feature_group_count != 1
+           or any(d != 1 for d in (lhs_dilation or ())) or any(d != 1 for d in (rhs_dilation or ()))
+           or len({tuple(p) for p in padding}) != 1 or padding[0][0] != padding[0][1])
+  if plain:
+    return jax.lax.conv_general_dilated(
+        lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
+        rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
+        feature_group_count=feature_group_count, **kwargs)
+  return conv_stride2(lhs, rhs, padding[0][0])
+
+
 def conv(features: int, kernel: int, strides: int = 1, *, dtype: Dtype, name: str,
          use_bias: bool = False) -> nn.Conv:
   """A PyTorch-style ``Conv2d(k, stride, padding=k // 2)`` in NHWC."""
   pad = kernel // 2
   return nn.Conv(features, (kernel, kernel), strides=(strides, strides),
                  padding=((pad, pad), (pad, pad)), use_bias=use_bias, dtype=dtype,
-                 kernel_init=conv_init, name=name)
+                 kernel_init=conv_init, conv_general_dilated=_conv_general_dilated, name=name)
 
 
 class BatchNorm(nn.Module):
