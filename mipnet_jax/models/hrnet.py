@@ -20,7 +20,6 @@ from flax import linen as nn
 
 from mipnet_jax.models.layers import (BasicBlock, BatchNorm, ConvBNChain, ResLayer, conv,
                                       upsample_nearest)
-from mipnet_jax.models.mimb import MIMBGroup
 from mipnet_jax.models.topdown import NUM_SLOTS, TopDownNet
 
 Dtype = Any
@@ -164,8 +163,10 @@ class HRNet(TopDownNet):
   mimb_only_embed: bool = False
   dtype: Dtype = jnp.float32
 
+  MIMB_PREFIX = "stage"          # stage{k+1}_mimb, the authors' stage{k+1}_se
+  MIMB_LINEAR_INIT = "normal"    # N(0, 0.001), as the authors' HRNet init_weights
+
   def setup(self):
-    self._check_slots()
     c = tuple(self.width * 2 ** i for i in range(4))
     d, m2, m3, m4 = self.dtype, *self.stage_modules
     stage = functools.partial(HRStage, num_blocks=self.num_blocks, dtype=d)
@@ -176,17 +177,7 @@ class HRNet(TopDownNet):
     self.stage3 = stage(c[:3], m3)
     self.transition3 = Transition(c[:3], c[:4], dtype=d)
     self.stage4 = stage(c, m4, multi_scale_output=False)
-    self.final_layer = nn.Conv(self.num_keypoints, (1, 1), use_bias=True, dtype=d,
-                               kernel_init=nn.initializers.normal(0.001),
-                               name="final_layer")
-    group = functools.partial(MIMBGroup, self.mimb_reduce, self.mimb_only_embed, "normal", d)
-    self.stage1_mimb = group() if self.mimb_slots[0] else None
-    self.stage2_mimb = group() if self.mimb_slots[1] else None
-    self.stage3_mimb = group() if self.mimb_slots[2] else None
-    self.stage4_mimb = group() if self.mimb_slots[3] else None
-
-  def _mimb(self, k: int) -> MIMBGroup:
-    return (self.stage1_mimb, self.stage2_mimb, self.stage3_mimb, self.stage4_mimb)[k]
+    self._setup_head_parts()
 
   def _segment(self, k: int, feats: Any, train: bool) -> Any:
     if k == 0:

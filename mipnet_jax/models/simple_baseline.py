@@ -21,7 +21,6 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from mipnet_jax.models.layers import BatchNorm, ConvTranspose4x4, ResLayer, conv
-from mipnet_jax.models.mimb import MIMBGroup
 from mipnet_jax.models.topdown import NUM_SLOTS, TopDownNet
 
 Dtype = Any
@@ -80,8 +79,10 @@ class SimpleBaseline(TopDownNet):
   mimb_only_embed: bool = False
   dtype: Dtype = jnp.float32
 
+  MIMB_PREFIX = "layer"               # layer{k+1}_mimb, the authors' layer{k+1}_se
+  MIMB_LINEAR_INIT = "torch_default"  # the authors' ResNet leaves nn.Linear at its default
+
   def setup(self):
-    self._check_slots()
     if self.depth not in RESNET_BLOCKS:
       raise ValueError(f"SimpleBaseline depth must be one of {sorted(RESNET_BLOCKS)}, "
                        f"got {self.depth}")
@@ -92,18 +93,7 @@ class SimpleBaseline(TopDownNet):
     self.layer3 = ResLayer(4 * w, blocks[2], 2, dtype=d)
     self.layer4 = ResLayer(8 * w, blocks[3], 2, dtype=d)
     self.deconv = DeconvHead(tuple(self.deconv_features), dtype=d)
-    self.final_layer = nn.Conv(self.num_keypoints, (1, 1), use_bias=True, dtype=d,
-                               kernel_init=nn.initializers.normal(0.001),
-                               name="final_layer")
-    group = functools.partial(MIMBGroup, self.mimb_reduce, self.mimb_only_embed,
-                              "torch_default", d)
-    self.layer1_mimb = group() if self.mimb_slots[0] else None
-    self.layer2_mimb = group() if self.mimb_slots[1] else None
-    self.layer3_mimb = group() if self.mimb_slots[2] else None
-    self.layer4_mimb = group() if self.mimb_slots[3] else None
-
-  def _mimb(self, k: int) -> MIMBGroup:
-    return (self.layer1_mimb, self.layer2_mimb, self.layer3_mimb, self.layer4_mimb)[k]
+    self._setup_head_parts()
 
   def _segment(self, k: int, feats: Any, train: bool) -> Any:
     if k == 0:

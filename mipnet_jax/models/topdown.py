@@ -17,16 +17,33 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from mipnet_jax.models.mimb import encode_lambda, lambda_width
+from mipnet_jax.models.layers import conv_init
+from mipnet_jax.models.mimb import MIMBGroup, encode_lambda, lambda_width
 
 NUM_SLOTS = 4
 Features = tuple[jax.Array, ...]
 
 
 class TopDownNet(nn.Module):
-  """Base of HRNet and SimpleBaseline. Subclasses provide the fields ``mimb_slots``,
-  ``lambda_dim``, ``lambda_code`` and the methods ``_segment(k, feats, train)`` and
-  ``_mimb(k)``; feature sets travel as tuples of [B, H, W, C] arrays."""
+  """Base of HRNet and SimpleBaseline. Subclasses provide the fields ``num_keypoints``,
+  ``mimb_slots``, ``lambda_dim``, ``lambda_code``, ``mimb_reduce``, ``mimb_only_embed``,
+  ``dtype``, the class constants ``MIMB_PREFIX`` / ``MIMB_LINEAR_INIT`` and the method
+  ``_segment(k, feats, train)``; feature sets travel as tuples of [B, H, W, C] arrays."""
+
+  def _setup_head_parts(self) -> None:
+    """Creates ``final_layer`` (1x1 conv with bias, N(0, 0.001)) and the MIMB group of every
+    enabled slot k, named ``{MIMB_PREFIX}{k+1}_mimb`` like the authors' ``*_se`` modules."""
+    self._check_slots()
+    self.final_layer = nn.Conv(self.num_keypoints, (1, 1), use_bias=True, dtype=self.dtype,
+                               kernel_init=conv_init)
+    for k, on in enumerate(self.mimb_slots):
+      if on:
+        setattr(self, f"{self.MIMB_PREFIX}{k + 1}_mimb",
+                MIMBGroup(self.mimb_reduce, self.mimb_only_embed, self.MIMB_LINEAR_INIT,
+                          self.dtype))
+
+  def _mimb(self, k: int) -> MIMBGroup:
+    return getattr(self, f"{self.MIMB_PREFIX}{k + 1}_mimb")
 
   @property
   def has_mimb(self) -> bool:
