@@ -83,17 +83,58 @@ def _conv_stride2_fwd(x, w, pad):
 
 def _conv_stride2_bwd(pad, res, g):
   x, w = res
-  _, w_vjp = jax.vjp(lambda w_: _conv_nhwc(x, w_, (2, 2), ((pad, pad), (pad, pad))), w)
-  return _stride2_input_grad(g, w, x.shape, pad), w_vjp(g)[0]
+  if w.shape[:2] == (1, 1):   # a projection shortcut: the weight gradient is one GEMM
+    dw = _pointwise_weight_grad(x[:, ::2, ::2], g)
+  else:
+    _, w_vjp = jax.vjp(lambda w_: _conv_nhwc(x, w_, (2, 2), ((pad, pad), (pad, pad))), w)
+    dw = w_vjp(g)[0]
+  return _stride2_input_grad(g, w, x.shape, pad), dw
 
 
 conv_stride2.defvjp(_conv_stride2_fwd, _conv_stride2_bwd)
 
 
+def _pointwise_weight_grad(x: jax.Array, g: jax.Array) -> jax.Array:
+  """dW [1,1,Ci,Co] = sum over (b, h, w) of x^T g, as a GEMM on the natural NHWC layout
+  (XLA would otherwise transpose both activations to [C, H, W, B] for a convolution)."""
+  dims = (((0, 1, 2), (0, 1, 2)), ((), ()))
+  # XLA lays the operand contracted on its major dims out anew: make it the narrower one.
+  if x.shape[-1] <= g.shape[-1]:
+    dw = jax.lax.dot_general(x, g, dims, preferred_element_type=jnp.float32)
+  else:
+    dw = jax.lax.dot_general(g, x, dims, preferred_element_type=jnp.float32).T
+  return dw.astype(g.dtype)[None, None]
+
+
+@jax.custom_vjp
+def conv_pointwise(x: jax.Array, w: jax.Array) -> jax.Array:
+  """1x1, stride-1 convolution: x [B,H,W,Ci], w [1,1,Ci,Co] -> [B,H,W,Co]; both gradients
+  are GEMMs on the NHWC layout."""
+  return _conv_nhwc(x, w, (1, 1), ((0, 0), (0, 0)))
+
+
+def _conv_pointwise_fwd(x, w):
+  return conv_pointwise(x, w), (x, w)
+
+
+def _conv_pointwise_bwd(res, g):
+  x, w = res
+  dx = jax.lax.dot_general(g, w[0, 0], (((3,), (1,)), ((), ())))
+  return dx.astype(x.dtype), _pointwise_weight_grad(x, g).astype(w.dtype)
+
+
+conv_pointwise.defvjp(_conv_pointwise_fwd, _conv_pointwise_bwd)
+
+
 def _conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
                           rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
                           **kwargs):
-  """nn.Conv's convolution: stride-2 convolutions get the fast input gradient."""
+  """nn.Conv's convolution: stride-2 and 1x1 convolutions get fast gradients."""
+  simple = (feature_group_count == 1 and all(d == 1 for d in (lhs_dilation or ()))
+            and all(d == 1 for d in (rhs_dilation or ())))
+  if (simple and tuple(window_strides) == (1, 1) and rhs.shape[:2] == (1, 1)
+      and all(tuple(p) == (0, 0) for p in padding)):
+    return conv_pointwise(lhs, rhs)
   plain = (tuple(window_strides) != (2, 2) or feature_group_count != 1
            or any(d != 1 for d in (lhs_dilation or ())) or any(d != 1 for d in (rhs_dilation or ()))
            or len({tuple(p) for p in padding}) != 1 or padding[0][0] != padding[0][1])
