@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import collections
 import json
-import math
 
 import jax
 import jax.numpy as jnp

@@ -142,26 +142,16 @@ class HRNet(TopDownNet):
   Attributes:
     width: C, the high-resolution branch width (32 for W32, 48 for W48); branches are
       C, 2C, 4C, 8C.
-    num_keypoints: K, heatmap channels.
     stage_modules: modules of stages 2, 3, 4 (official: 1, 4, 3).
     num_blocks: BasicBlocks per branch per module (official: 4).
-    mimb_slots: 4 flags, the authors' SE_MODULES; all False is the plain HRNet.
-    lambda_dim / lambda_code: width and kind of the instance code (see mimb.py).
-    mimb_reduce / mimb_only_embed: MIMB reduction r and the Table 11 ablation.
-    dtype: compute dtype (params and BN statistics stay float32).
+    num_keypoints, mimb_slots, lambda_dim, lambda_code, mimb_reduce, mimb_only_embed,
+    dtype: see TopDownNet.
   Call: images [B, H, W, 3], lam [B, lambda_dim] -> heatmaps [B, H/4, W/4, K] float32.
   """
 
   width: int = 32
-  num_keypoints: int = 17
   stage_modules: tuple[int, int, int] = (1, 4, 3)
   num_blocks: int = 4
-  mimb_slots: tuple[bool, ...] = (False, False, True, True)
-  lambda_dim: int = 2
-  lambda_code: str = "one_hot"
-  mimb_reduce: int = 4
-  mimb_only_embed: bool = False
-  dtype: Dtype = jnp.float32
 
   MIMB_PREFIX = "stage"          # stage{k+1}_mimb, the authors' stage{k+1}_se
   MIMB_LINEAR_INIT = "normal"    # N(0, 0.001), as the authors' HRNet init_weights

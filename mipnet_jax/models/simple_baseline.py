@@ -60,24 +60,17 @@ class SimpleBaseline(TopDownNet):
 
   Attributes:
     depth: 50, 101 or 152.
-    num_keypoints: K, heatmap channels.
     base_width: ResNet stem width (64 official; tests shrink it). Layer widths are
       4 x (1, 2, 4, 8) x base_width.
     deconv_features: channels of the three deconvolutions (256 official).
-    mimb_slots, lambda_dim, lambda_code, mimb_reduce, mimb_only_embed, dtype: as HRNet.
+    num_keypoints, mimb_slots, lambda_dim, lambda_code, mimb_reduce, mimb_only_embed,
+    dtype: see TopDownNet.
   Call: images [B, H, W, 3], lam [B, lambda_dim] -> heatmaps [B, H/4, W/4, K] float32.
   """
 
   depth: int = 50
-  num_keypoints: int = 17
   base_width: int = 64
   deconv_features: tuple[int, ...] = (256, 256, 256)
-  mimb_slots: tuple[bool, ...] = (False, False, True, True)
-  lambda_dim: int = 2
-  lambda_code: str = "one_hot"
-  mimb_reduce: int = 4
-  mimb_only_embed: bool = False
-  dtype: Dtype = jnp.float32
 
   MIMB_PREFIX = "layer"               # layer{k+1}_mimb, the authors' layer{k+1}_se
   MIMB_LINEAR_INIT = "torch_default"  # the authors' ResNet leaves nn.Linear at its default

@@ -25,10 +25,27 @@ Features = tuple[jax.Array, ...]
 
 
 class TopDownNet(nn.Module):
-  """Base of HRNet and SimpleBaseline. Subclasses provide the fields ``num_keypoints``,
-  ``mimb_slots``, ``lambda_dim``, ``lambda_code``, ``mimb_reduce``, ``mimb_only_embed``,
-  ``dtype``, the class constants ``MIMB_PREFIX`` / ``MIMB_LINEAR_INIT`` and the method
-  ``_segment(k, feats, train)``; feature sets travel as tuples of [B, H, W, C] arrays."""
+  """Base of HRNet and SimpleBaseline: the fields they share, the trunk / head split.
+
+  Subclasses add their architecture fields, the class constants ``MIMB_PREFIX`` /
+  ``MIMB_LINEAR_INIT`` and the method ``_segment(k, feats, train)``; feature sets travel as
+  tuples of [B, H, W, C] arrays.
+
+  Attributes:
+    num_keypoints: K, heatmap channels.
+    mimb_slots: 4 flags, the authors' SE_MODULES; all False is the plain baseline network.
+    lambda_dim / lambda_code: width and kind of the instance code (see mimb.py).
+    mimb_reduce / mimb_only_embed: MIMB reduction r and the Table 11 ablation.
+    dtype: compute dtype (params and BN statistics stay float32).
+  """
+
+  num_keypoints: int = 17
+  mimb_slots: tuple[bool, ...] = (False, False, True, True)
+  lambda_dim: int = 2
+  lambda_code: str = "one_hot"
+  mimb_reduce: int = 4
+  mimb_only_embed: bool = False
+  dtype: Any = jnp.float32
 
   def _setup_head_parts(self) -> None:
     """Creates ``final_layer`` (1x1 conv with bias, N(0, 0.001)) and the MIMB group of every
