@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pathlib
 import subprocess
 import sys
 
@@ -13,7 +14,8 @@ import pytest
 from mipnet_jax import experiments
 from mipnet_jax.models import build_model
 from mipnet_jax.report import abstract_variables
-from tests.conftest import REPO_ROOT
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 CONFIGS = sorted(p.stem for p in (REPO_ROOT / "configs").glob("*.py"))
 TABLE2 = [f"{a}_coco_{s}" for a in ("hrnet_w32", "hrnet_w48", "sbl_r50", "sbl_r101", "sbl_r152")

@@ -146,7 +146,7 @@ def _conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
   return conv_stride2(lhs, rhs, padding[0][0])
 
 
-def conv(features: int, kernel: int, strides: int = 1, *, dtype: Dtype, name: str,
+def conv(features: int, kernel: int, strides: int = 1, *, dtype: Dtype, name: str | None,
          use_bias: bool = False) -> nn.Conv:
   """A PyTorch-style ``Conv2d(k, stride, padding=k // 2)`` in NHWC."""
   pad = kernel // 2

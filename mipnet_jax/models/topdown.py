@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from mipnet_jax.models.layers import conv_init
+from mipnet_jax.models.layers import conv
 from mipnet_jax.models.mimb import MIMBGroup, encode_lambda, lambda_width
 
 NUM_SLOTS = 4
@@ -51,8 +51,7 @@ class TopDownNet(nn.Module):
     """Creates ``final_layer`` (1x1 conv with bias, N(0, 0.001)) and the MIMB group of every
     enabled slot k, named ``{MIMB_PREFIX}{k+1}_mimb`` like the authors' ``*_se`` modules."""
     self._check_slots()
-    self.final_layer = nn.Conv(self.num_keypoints, (1, 1), use_bias=True, dtype=self.dtype,
-                               kernel_init=conv_init)
+    self.final_layer = conv(self.num_keypoints, 1, dtype=self.dtype, name=None, use_bias=True)
     for k, on in enumerate(self.mimb_slots):
       if on:
         setattr(self, f"{self.MIMB_PREFIX}{k + 1}_mimb",
