@@ -1,0 +1,1 @@
+"""Datasets: per-dataset metadata, box and affine geometry (targets and decoding share it)."""

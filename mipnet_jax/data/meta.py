@@ -1,0 +1,75 @@
+"""Per-dataset keypoint metadata: the one source for flipping, OKS and half-body splits.
+
+COCO and OCHuman (its COCO-format export) share the 17 COCO keypoints. CrowdPose has 14:
+the 12 limb joints in COCO order (shoulders to ankles), then head top and neck.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetMeta:
+  """Keypoint metadata of one dataset.
+
+  Attributes:
+    name: dataset name.
+    keypoint_names: K names, in annotation order.
+    flip_pairs: (left, right) index pairs swapped by a horizontal flip.
+    sigmas: K per-keypoint OKS sigmas (the evaluation's, already divided by 10).
+    upper_body_ids: keypoints of the upper body (half-body augmentation).
+  """
+
+  name: str
+  keypoint_names: tuple[str, ...]
+  flip_pairs: tuple[tuple[int, int], ...]
+  sigmas: tuple[float, ...]
+  upper_body_ids: tuple[int, ...]
+
+  @property
+  def num_keypoints(self) -> int:
+    return len(self.keypoint_names)
+
+  @property
+  def lower_body_ids(self) -> tuple[int, ...]:
+    return tuple(i for i in range(self.num_keypoints) if i not in self.upper_body_ids)
+
+  @property
+  def flip_permutation(self) -> np.ndarray:
+    """[K] int: keypoint k of a flipped image is keypoint ``perm[k]`` of the original."""
+    perm = np.arange(self.num_keypoints)
+    for a, b in self.flip_pairs:
+      perm[a], perm[b] = b, a
+    return perm
+
+
+_LIMBS = ("left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist",
+          "right_wrist", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
+          "right_ankle")
+_LIMB_SIGMAS = (.79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89)
+
+COCO = DatasetMeta(
+    name="coco",
+    keypoint_names=("nose", "left_eye", "right_eye", "left_ear", "right_ear") + _LIMBS,
+    flip_pairs=((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16)),
+    sigmas=tuple(s / 10 for s in (.26, .25, .25, .35, .35) + _LIMB_SIGMAS),
+    upper_body_ids=tuple(range(11)),
+)
+OCHUMAN = dataclasses.replace(COCO, name="ochuman")
+CROWDPOSE = DatasetMeta(
+    name="crowdpose",
+    keypoint_names=_LIMBS + ("head", "neck"),
+    flip_pairs=((0, 1), (2, 3), (4, 5), (6, 7), (8, 9), (10, 11)),
+    sigmas=tuple(s / 10 for s in _LIMB_SIGMAS + (.79, .79)),
+    upper_body_ids=(0, 1, 2, 3, 4, 5, 12, 13),
+)
+DATASETS = {m.name: m for m in (COCO, OCHUMAN, CROWDPOSE)}
+
+
+def get_meta(name: str) -> DatasetMeta:
+  if name not in DATASETS:
+    raise ValueError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}")
+  return DATASETS[name]
