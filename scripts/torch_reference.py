@@ -31,6 +31,7 @@ ARCHS = ("hrnet_w32", "hrnet_w48", "resnet50", "resnet101", "resnet152")
 RESNET_DEPTHS = {"resnet50": (3, 4, 6, 3), "resnet101": (3, 4, 23, 3), "resnet152": (3, 8, 36, 3)}
 BN_MOMENTUM = 0.1
 
+
 def _bn(c: int) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(c, momentum=BN_MOMENTUM)
 
@@ -118,6 +119,7 @@ class SELambdaModule(nn.Module):
 
     def forward(self, xs: list, lam: torch.Tensor) -> list:
         return [layer(x, lam) for layer, x in zip(self.se_layers, xs)]
+
 
 class HighResolutionModule(nn.Module):
     """Parallel branches of BasicBlocks, then multi-resolution fusion.
@@ -226,6 +228,7 @@ class PoseHRNet(nn.Module):
             ys = self.stage4_se(ys, lambda_vec)
         return self.final_layer(ys[0])
 
+
 class PoseResNet(nn.Module):
     """SimpleBaseline: ResNet + 3 deconvs(256) + 1x1 conv. [B,3,H,W] -> [B,J,H/4,W/4]."""
 
@@ -285,6 +288,7 @@ def build_model(arch: str, num_joints: int = 17,
         return PoseResNet(RESNET_DEPTHS[arch], num_joints, slots)
     raise ValueError(f"unknown arch {arch!r}; expected one of {ARCHS}")
 
+
 def shared_data_dir() -> Path:
     """$MIPNET_SHARED_DATA if set, else ``<repo root>/../shared/data``."""
     env = os.environ.get("MIPNET_SHARED_DATA")
@@ -310,6 +314,7 @@ def state_dict_layout(model: nn.Module) -> list:
 
 def count_trainable(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
 
 def joints_mse_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """Official JointsMSELoss(use_target_weight=True).
