@@ -33,9 +33,9 @@ def _conv_nhwc(x, w, strides, padding):
 
 
 def _phase_taps(k: int, pad: int, phase: int) -> tuple[list[int], tuple[int, int]]:
-  """For input row 2m + phase of a stride-2 conv (kernel k, padding pad): the kernel rows
-  that touch it, ordered by the output row they feed (m + d), and the (low, high) padding
-  that aligns them as a stride-1 correlation over the output gradient."""
+  """For output row 2m + phase of a stride-2 transposed conv (kernel k, padding pad): the
+  kernel rows that reach it, ordered by the input row they read (m + d), and the
+  (low, high) padding that aligns them as a stride-1 correlation over the input."""
   taps = sorted((kk for kk in range(k) if (phase + pad - kk) % 2 == 0),
                 key=lambda kk: (phase + pad - kk) // 2)
   if not taps:
@@ -44,14 +44,18 @@ def _phase_taps(k: int, pad: int, phase: int) -> tuple[list[int], tuple[int, int
   return taps, (-d[0], d[-1])
 
 
-def _stride2_input_grad(g: jax.Array, w: jax.Array, x_shape: tuple[int, ...],
-                        pad: int) -> jax.Array:
-  """Input gradient of a stride-2 conv, as four stride-1 sub-pixel convs (one per input
-  phase) instead of XLA's input-dilated convolution, which is off the fast path on CPU."""
-  b, h, wd, cin = x_shape
-  k = w.shape[0]
-  wt = jnp.swapaxes(w, 2, 3)                       # HWIO with I = Cout, O = Cin
-  m, n = g.shape[1], g.shape[2]
+def conv_transpose_stride2(x: jax.Array, kernel: jax.Array, pad: int) -> jax.Array:
+  """Stride-2 transposed convolution in sub-pixel form: y[2i - pad + k] += x[i] kernel[k].
+
+  Each of the four output phases (row parity, column parity) is an ordinary stride-1
+  convolution of x with the kernel taps that reach it; the phases are interleaved. This is
+  the true multiply-add count and stays on XLA's fast convolution path.
+
+  Args: x [B, H, W, Ci]; kernel [k, k, Ci, Co] (kernel[ky, kx, ci, co]); pad as PyTorch's.
+  Returns: [B, 2H, 2W, Co] (callers crop to their output size).
+  """
+  b, m, n, _ = x.shape
+  k, cout = kernel.shape[0], kernel.shape[3]
   rows = []
   for a in (0, 1):
     taps_a, pad_a = _phase_taps(k, pad, a)
@@ -59,13 +63,21 @@ def _stride2_input_grad(g: jax.Array, w: jax.Array, x_shape: tuple[int, ...],
     for c in (0, 1):
       taps_c, pad_c = _phase_taps(k, pad, c)
       if not taps_a or not taps_c:
-        cols.append(jnp.zeros((b, m, n, cin), g.dtype))
+        cols.append(jnp.zeros((b, m, n, cout), x.dtype))
         continue
-      sub = wt[np.array(taps_a)][:, np.array(taps_c)]
-      cols.append(_conv_nhwc(g, sub, (1, 1), (pad_a, pad_c)))
-    rows.append(jnp.stack(cols, axis=3))
-  dx = jnp.stack(rows, axis=2).reshape(b, 2 * m, 2 * n, cin)
-  return dx[:, :h, :wd]
+      sub = kernel[np.array(taps_a)][:, np.array(taps_c)]
+      cols.append(_conv_nhwc(x, sub, (1, 1), (pad_a, pad_c)))
+    rows.append(jnp.stack(cols, axis=3))          # [B, H, W, 2(c), Co]
+  y = jnp.stack(rows, axis=2)                     # [B, H, 2(a), W, 2(c), Co]
+  return y.reshape(b, 2 * m, 2 * n, cout)
+
+
+def _stride2_input_grad(g: jax.Array, w: jax.Array, x_shape: tuple[int, ...],
+                        pad: int) -> jax.Array:
+  """Input gradient of a stride-2 conv: the transposed conv of g, cropped to x's size
+  (XLA's own form, an input-dilated convolution, is off the fast path on CPU)."""
+  dx = conv_transpose_stride2(g, jnp.swapaxes(w, 2, 3), pad)
+  return dx[:, :x_shape[1], :x_shape[2]]
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
@@ -135,10 +147,8 @@ def _conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
   if (simple and tuple(window_strides) == (1, 1) and rhs.shape[:2] == (1, 1)
       and all(tuple(p) == (0, 0) for p in padding)):
     return conv_pointwise(lhs, rhs)
-  plain = (tuple(window_strides) != (2, 2) or feature_group_count != 1
-           or any(d != 1 for d in (lhs_dilation or ())) or any(d != 1 for d in (rhs_dilation or ()))
-           or len({tuple(p) for p in padding}) != 1 or padding[0][0] != padding[0][1])
-  if plain:
+  symmetric = len({tuple(p) for p in padding}) == 1 and padding[0][0] == padding[0][1]
+  if not (simple and tuple(window_strides) == (2, 2) and symmetric):
     return jax.lax.conv_general_dilated(
         lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
         rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
@@ -279,12 +289,6 @@ class ResLayer(nn.Module):
     return x
 
 
-# For output phase a (output row 2m + a), the two kernel rows that reach it, ordered by
-# input row (m - 1 + a, m + a), and the conv padding that aligns them.
-_PHASE_TAPS = ((3, 1), (2, 0))
-_PHASE_PAD = ((1, 0), (0, 1))
-
-
 class ConvTranspose4x4(nn.Module):
   """PyTorch ``ConvTranspose2d(k=4, stride=2, padding=1, bias=False)``, computed exactly.
 
@@ -305,22 +309,9 @@ class ConvTranspose4x4(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    b, h, w, cin = x.shape
-    kernel = self.param("kernel", conv_init, (4, 4, cin, self.features), jnp.float32)
-    kernel = kernel.astype(self.dtype)
-    x = x.astype(self.dtype)
+    kernel = self.param("kernel", conv_init, (4, 4, x.shape[-1], self.features), jnp.float32)
     with jax.named_scope(TRANSPOSED_CONV_SCOPE):
-      rows = []
-      for a in (0, 1):
-        cols = []
-        for c in (0, 1):
-          taps = kernel[np.array(_PHASE_TAPS[a])][:, np.array(_PHASE_TAPS[c])]
-          cols.append(jax.lax.conv_general_dilated(
-              x, taps, window_strides=(1, 1), padding=(_PHASE_PAD[a], _PHASE_PAD[c]),
-              dimension_numbers=("NHWC", "HWIO", "NHWC")))
-        rows.append(jnp.stack(cols, axis=3))   # [B, H, W, 2(c), C]
-      y = jnp.stack(rows, axis=2)              # [B, H, 2(a), W, 2(c), C]
-    return y.reshape(b, 2 * h, 2 * w, self.features)
+      return conv_transpose_stride2(x.astype(self.dtype), kernel.astype(self.dtype), 1)
 
 
 def upsample_nearest(x: jax.Array, factor: int) -> jax.Array:
