@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import pytest
 
 from mipnet_jax.models import layers
-from mipnet_jax.models.cost import PAPER_UNIT, count_cost
+from mipnet_jax.models.cost import count_cost
 from mipnet_jax.report import instance_cost
 
 
@@ -48,14 +48,8 @@ TABLE2 = [   # supplementary Table 2: (baseline GFLOPs, MIPNet N=2 GFLOPs)
 
 def _paper_and_true(load_config, name, n):
   cfg = load_config(name)
-  model = cfg.model
-  from mipnet_jax.models import build_model
-  from mipnet_jax.report import abstract_variables
-  m = build_model(model, n)
-  v = abstract_variables(m, tuple(cfg.data.image_hw))
-  img = jax.ShapeDtypeStruct((1, *cfg.data.image_hw, 3), jnp.float32)
-  c = count_cost(lambda v, x: m.apply(v, x, n, method=m.predict_instances), v, img)
-  return c.paper / PAPER_UNIT, c.macs / 1e9
+  cost = instance_cost(cfg.model, tuple(cfg.data.image_hw), n, with_xla=False)
+  return cost["paper_gflops"], cost["macs"] / 1e9
 
 
 @pytest.mark.parametrize("name,expected", TRUE_GMACS_N1)
@@ -74,7 +68,7 @@ def test_table2_gflops(load_config, name, baseline, mipnet):
 
 def test_cost_grows_as_trunk_plus_n_heads(load_config):
   cfg = load_config("hrnet_w32_coco_256x192")
-  macs = {n: instance_cost(cfg.model, tuple(cfg.data.image_hw), n)["macs"] / 1e9
+  macs = {n: instance_cost(cfg.model, tuple(cfg.data.image_hw), n, with_xla=False)["macs"] / 1e9
           for n in (1, 2, 4)}
   head = macs[2] - macs[1] + 0.0   # MIMB linears are negligible
   assert abs(macs[4] - 16.3) < 0.1, macs

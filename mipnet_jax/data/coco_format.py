@@ -18,6 +18,7 @@ import os
 import numpy as np
 
 from mipnet_jax.data.geometry import box_to_center_scale
+from mipnet_jax.data.instances import MIN_VISIBLE_IN_CROP
 from mipnet_jax.data.meta import DatasetMeta
 
 PERSON_CATEGORY = 1
@@ -154,7 +155,8 @@ def load_person_records(ann_path: str, meta: DatasetMeta, image_dir: str,
   return records, report
 
 
-def count_multi_instance(records: list[PersonRecord], min_joints: int = 4) -> int:
+def count_multi_instance(records: list[PersonRecord],
+                         min_joints: int = MIN_VISIBLE_IN_CROP) -> int:
   """Boxes whose padded crop holds ``min_joints`` or more labelled joints of another person
   (the paper's multi-instance statistic, the code's "> 3")."""
   count = 0
