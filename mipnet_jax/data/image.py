@@ -22,20 +22,32 @@ class ImageError(ValueError):
 
 
 def read_image(path: str, color: str = "rgb", record: str = "") -> np.ndarray:
-  """Decodes an image file to uint8 [H, W, 3] in ``color`` order (EXIF orientation ignored,
-  as the reference reads it). Missing, unreadable or truncated files raise ImageError."""
-  if color not in COLORS:
-    raise ValueError(f"color must be one of {COLORS}, got {color!r}")
+  """Decodes an image file to uint8 [H, W, 3] in ``color`` order (see ``decode_image``).
+  A missing file raises ImageError."""
   where = f"{path}{f' ({record})' if record else ''}"
   if not os.path.isfile(path):
     raise ImageError(f"{where}: image file not found")
-  data = np.fromfile(path, np.uint8)
+  return decode_image(np.fromfile(path, np.uint8), color, where)
+
+
+def decode_image(data: np.ndarray, color: str = "rgb", where: str = "image",
+                 reduce: int = 1) -> np.ndarray:
+  """Encoded bytes (uint8 [n]) -> uint8 [H / reduce, W / reduce, 3] in ``color`` order, EXIF
+  orientation ignored as the reference reads it. ``reduce`` in (1, 2, 4, 8) decodes a JPEG at
+  reduced size (libjpeg DCT scaling, size rounded up). Unreadable or truncated data raises
+  ImageError naming ``where``."""
+  if color not in COLORS:
+    raise ValueError(f"color must be one of {COLORS}, got {color!r}")
   if data.size >= 2 and data[0] == 0xFF and data[1] == 0xD8 and not _jpeg_complete(data):
     raise ImageError(f"{where}: truncated JPEG (no end-of-image marker)")
-  image = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+  image = cv2.imdecode(data, _REDUCED_FLAGS[reduce] | cv2.IMREAD_IGNORE_ORIENTATION)
   if image is None:
     raise ImageError(f"{where}: not a readable image")
   return cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if color == "rgb" else image
+
+
+_REDUCED_FLAGS = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2,
+                  4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
 
 
 def _jpeg_complete(data: np.ndarray) -> bool:
