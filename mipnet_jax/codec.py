@@ -13,45 +13,63 @@ import numpy as np
 from mipnet_jax.data.geometry import affine_points, get_affine_transform
 
 
-def encode_heatmaps(joints_xy: np.ndarray, visible: np.ndarray, input_hw: tuple[int, int],
+def heatmap_windows(joints_xy: np.ndarray, visible: np.ndarray, input_hw: tuple[int, int],
                     heatmap_hw: tuple[int, int], sigma: float) -> tuple[np.ndarray, np.ndarray]:
-  """Gaussian heatmap targets of one instance.
+  """Where each joint's Gaussian goes, as the reference's ``generate_target`` rounds it.
 
   Args:
-    joints_xy: [K, 2] joint positions in input-crop pixels (x, y).
-    visible: [K] visibility (> 0 means labelled).
+    joints_xy: [..., K, 2] joint positions in input-crop pixels (x, y).
+    visible: [..., K] visibility (> 0 means labelled).
     input_hw / heatmap_hw: (h, w) of the network input and of its heatmaps.
     sigma: Gaussian sigma in heatmap pixels (2 at 256x192, 3 at 384x288).
   Returns:
-    heatmaps [h, w, K] float32 and target_weight [K] float32 (0/1). As in the reference,
-    the peak sits at int(joint / stride + 0.5) with value 1 and a window of radius 3 sigma;
-    a joint whose window lies entirely off the map gets weight 0 and an empty heatmap.
+    windows [..., K, 4] int32 (x0, y0, x1, y1): the Gaussian window's pixels x0 <= x < x1,
+    y0 <= y < y1 before clipping to the map, with x0 = int(mu - 3 sigma), x1 = int(mu +
+    3 sigma + 1), mu = int(joint / stride + 0.5) and int() truncating toward zero as Python's
+    (so x1 - x0 is one short of the window size near the border when 3 sigma is fractional);
+    target_weight [..., K] float32: the 0/1 visibility, 0 when the window of size
+    int(6 sigma + 1) lies entirely off the map.
   """
   h, w = heatmap_hw
-  k = joints_xy.shape[0]
-  stride = np.array([input_hw[1] / w, input_hw[0] / h], np.float32)   # (x, y)
-  heatmaps = np.zeros((k, h, w), np.float32)
-  weight = (np.asarray(visible) > 0).astype(np.float32)
+  stride = np.array([input_hw[1] / w, input_hw[0] / h])                # (x, y), float64
+  mu = np.trunc(np.asarray(joints_xy, np.float64) / stride + 0.5)
   radius = sigma * 3
-  size = int(2 * radius + 1)
-  grid = np.arange(0, size, 1, np.float32)
-  g = np.exp(-((grid[None, :] - size // 2) ** 2 + (grid[:, None] - size // 2) ** 2)
-             / (2 * sigma ** 2))
-  for j in range(k):
-    mu_x = int(joints_xy[j, 0] / stride[0] + 0.5)
-    mu_y = int(joints_xy[j, 1] / stride[1] + 0.5)
-    ul = (int(mu_x - radius), int(mu_y - radius))
-    br = (int(mu_x + radius + 1), int(mu_y + radius + 1))
-    if ul[0] >= w or ul[1] >= h or br[0] < 0 or br[1] < 0:
-      weight[j] = 0.0
-      continue
-    if weight[j] > 0.5:
-      gx = max(0, -ul[0]), min(br[0], w) - ul[0]
-      gy = max(0, -ul[1]), min(br[1], h) - ul[1]
-      ix = max(0, ul[0]), min(br[0], w)
-      iy = max(0, ul[1]), min(br[1], h)
-      heatmaps[j, iy[0]:iy[1], ix[0]:ix[1]] = g[gy[0]:gy[1], gx[0]:gx[1]]
-  return heatmaps.transpose(1, 2, 0), weight
+  ul = np.trunc(mu - radius)
+  br = np.trunc(mu + radius + 1)
+  off = (ul[..., 0] >= w) | (ul[..., 1] >= h) | (br[..., 0] < 0) | (br[..., 1] < 0)
+  weight = ((np.asarray(visible) > 0) & ~off).astype(np.float32)
+  return np.concatenate([ul, br], axis=-1).astype(np.int32), weight
+
+
+def render_heatmaps(windows, weight, heatmap_hw: tuple[int, int], sigma: float, xp=np):
+  """Gaussian targets: windows [..., K, 4], weight [..., K] -> [..., h, w, K] float32.
+
+  Pixel (x, y) of a window holds g[y - y0, x - x0] of the reference's Gaussian patch
+  g[i, j] = exp(-((j - c)^2 + (i - c)^2) / (2 sigma^2)), c = int(6 sigma + 1) // 2, clipped to
+  the map, for joints of weight > 0.5; everything else is 0. ``xp`` is numpy (host) or jax.numpy
+  (device: the pipeline ships windows, not maps); numpy reproduces the reference's float32
+  values bit for bit.
+  """
+  h, w = heatmap_hw
+  size = int(2 * sigma * 3 + 1)
+  x = xp.arange(w, dtype=xp.int32)
+  y = xp.arange(h, dtype=xp.int32)
+  in_x = (x >= windows[..., 0:1]) & (x < windows[..., 2:3])            # [..., K, w]
+  in_y = (y >= windows[..., 1:2]) & (y < windows[..., 3:4])            # [..., K, h]
+  ox = xp.where(in_x, x - windows[..., 0:1] - size // 2, 10 ** 4).astype(xp.float32)
+  oy = xp.where(in_y, y - windows[..., 1:2] - size // 2, 10 ** 4).astype(xp.float32)
+  d2 = oy[..., :, None] ** 2 + ox[..., None, :] ** 2                    # [..., K, h, w]
+  inside = (d2 < 10 ** 8) & (weight[..., None, None] > 0.5)
+  g = xp.where(inside, xp.exp(-d2 / xp.float32(2 * sigma ** 2)), 0.0).astype(xp.float32)
+  return xp.moveaxis(g, -3, -1)
+
+
+def encode_heatmaps(joints_xy: np.ndarray, visible: np.ndarray, input_hw: tuple[int, int],
+                    heatmap_hw: tuple[int, int], sigma: float) -> tuple[np.ndarray, np.ndarray]:
+  """Gaussian heatmap targets: joints [..., K, 2], visible [..., K] -> (heatmaps
+  [..., h, w, K], target_weight [..., K]); ``heatmap_windows`` then ``render_heatmaps``."""
+  windows, weight = heatmap_windows(joints_xy, visible, input_hw, heatmap_hw, sigma)
+  return render_heatmaps(windows, weight, heatmap_hw, sigma), weight
 
 
 def decode_heatmaps(heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -78,5 +78,5 @@ def test_counted_skips(tmp_path):
   assert dict(report.skipped) == {"crowd": 1, "empty box after clipping": 1,
                                   "no labelled keypoint": 1, "not a person": 1,
                                   "image without usable people": 1}
-  with pytest.raises(coco_format.AnnotationError, match="annotation file not found"):
+  with pytest.raises(coco_format.AnnotationError, match=r"none\.json: file not found"):
     coco_format.load_person_records(str(tmp_path / "none.json"), meta.COCO, "x", (256, 192))

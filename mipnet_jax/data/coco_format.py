@@ -88,27 +88,46 @@ def clean_box(box: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray | None:
   return np.array([x1, y1, x2 - x1, y2 - y1], np.float32)
 
 
-def load_person_records(ann_path: str, meta: DatasetMeta, image_dir: str,
-                        input_hw: tuple[int, int]) -> tuple[list[PersonRecord], LoadReport]:
-  """Reads a COCO-format keypoint file into person records (see module docstring)."""
+def read_json(path: str):
+  """Parses a JSON file; a missing or malformed file raises AnnotationError naming it."""
   try:
-    with open(ann_path) as f:
-      data = json.load(f)
+    with open(path) as f:
+      return json.load(f)
   except FileNotFoundError:
-    raise AnnotationError(f"{ann_path}: annotation file not found") from None
+    raise AnnotationError(f"{path}: file not found") from None
   except json.JSONDecodeError as e:
-    raise AnnotationError(f"{ann_path}: not valid JSON ({e})") from None
-  for field in ("images", "annotations"):
-    if not isinstance(data.get(field), list):
-      raise AnnotationError(f"{ann_path}: top-level field '{field}' missing or not a list")
-  report = LoadReport(ann_path)
-  images = {}
-  for img in data["images"]:
+    raise AnnotationError(f"{path}: not valid JSON ({e})") from None
+
+
+def image_table(images: list, ann_path: str) -> dict[int, dict]:
+  """COCO ``images`` -> {image id: image dict}; each needs id, file_name, height, width."""
+  table = {}
+  for img in images:
     where = f"{ann_path}: image {img.get('id')!r}"
     for field in ("id", "file_name", "height", "width"):
       if field not in img:
         raise AnnotationError(f"{where}: field '{field}' missing")
-    images[img["id"]] = img
+    if not (isinstance(img["height"], int) and isinstance(img["width"], int)
+            and img["height"] > 0 and img["width"] > 0):
+      raise AnnotationError(f"{where}: fields 'height'/'width' must be positive integers")
+    if img["id"] in table:
+      raise AnnotationError(f"{where}: field 'id' repeats an earlier image")
+    table[img["id"]] = img
+  return table
+
+
+def load_person_records(ann_path: str, meta: DatasetMeta, image_dir: str,
+                        input_hw: tuple[int, int]) -> tuple[list[PersonRecord], LoadReport]:
+  """Reads a COCO-format keypoint file into person records (see module docstring)."""
+  data = read_json(ann_path)
+  if not isinstance(data, dict):
+    raise AnnotationError(f"{ann_path}: expected a COCO annotation object, got a "
+                          f"{type(data).__name__}")
+  for field in ("images", "annotations"):
+    if not isinstance(data.get(field), list):
+      raise AnnotationError(f"{ann_path}: top-level field '{field}' missing or not a list")
+  report = LoadReport(ann_path)
+  images = image_table(data["images"], ann_path)
   people = collections.defaultdict(list)   # image_id -> [(ann_id, box, keypoints)]
   for ann in data["annotations"]:
     where = f"{ann_path}: annotation {ann.get('id')!r}"

@@ -70,7 +70,7 @@ def get_affine_transform(center, scale, rotation_deg: float, output_hw: tuple[in
 
 
 def affine_points(points: np.ndarray, trans: np.ndarray) -> np.ndarray:
-  """Applies a [2, 3] affine to points [..., 2] (x, y); returns [..., 2] float32."""
+  """Applies a [2, 3] affine to points [..., 2] (x, y); returns [..., 2] float64 (the
+  reference's joint arrays are float64, which matters for target rounding)."""
   pts = np.asarray(points, np.float64)
-  out = pts @ trans[:, :2].T + trans[:, 2]
-  return out.astype(np.float32)
+  return pts @ trans[:, :2].T + trans[:, 2]

@@ -21,6 +21,7 @@ class DatasetMeta:
     flip_pairs: (left, right) index pairs swapped by a horizontal flip.
     sigmas: K per-keypoint OKS sigmas (the evaluation's, already divided by 10).
     upper_body_ids: keypoints of the upper body (half-body augmentation).
+    skeleton: 0-based keypoint pairs joined when drawing (not used by any metric).
   """
 
   name: str
@@ -28,6 +29,7 @@ class DatasetMeta:
   flip_pairs: tuple[tuple[int, int], ...]
   sigmas: tuple[float, ...]
   upper_body_ids: tuple[int, ...]
+  skeleton: tuple[tuple[int, int], ...] = ()
 
   @property
   def num_keypoints(self) -> int:
@@ -57,6 +59,9 @@ COCO = DatasetMeta(
     flip_pairs=((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16)),
     sigmas=tuple(s / 10 for s in (.26, .25, .25, .35, .35) + _LIMB_SIGMAS),
     upper_body_ids=tuple(range(11)),
+    skeleton=((15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6),
+              (5, 7), (6, 8), (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4),
+              (3, 5), (4, 6)),
 )
 OCHUMAN = dataclasses.replace(COCO, name="ochuman")
 CROWDPOSE = DatasetMeta(
@@ -65,6 +70,9 @@ CROWDPOSE = DatasetMeta(
     flip_pairs=((0, 1), (2, 3), (4, 5), (6, 7), (8, 9), (10, 11)),
     sigmas=tuple(s / 10 for s in _LIMB_SIGMAS + (.79, .79)),
     upper_body_ids=(0, 1, 2, 3, 4, 5, 12, 13),
+    # Drawn from the joint names: CrowdPose's own JSON skeleton is known to be wrong.
+    skeleton=((12, 13), (13, 0), (13, 1), (0, 2), (2, 4), (1, 3), (3, 5), (0, 6), (1, 7),
+              (6, 7), (6, 8), (8, 10), (7, 9), (9, 11)),
 )
 DATASETS = {m.name: m for m in (COCO, OCHUMAN, CROWDPOSE)}
 

@@ -1,0 +1,104 @@
+"""Evaluation boxes: ground-truth person boxes or a COCO-format detection file.
+
+A detection file is a JSON list of ``{"image_id", "category_id", "bbox": [x, y, w, h],
+"score"}`` (HRNet's ``COCO_val2017_detections_AP_H_56_person.json`` and the like). As in the
+reference reader (``_load_coco_person_detection_results``), non-person entries and boxes
+scoring below ``min_score`` are skipped (counted), detection boxes are not clipped, and every
+box becomes a crop with the same ``box_to_center_scale`` as training. Ground-truth boxes
+score 1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+
+from mipnet_jax.data.coco_format import (PERSON_CATEGORY, AnnotationError, LoadReport,
+                                         PersonRecord, image_table, read_json)
+from mipnet_jax.data.geometry import box_to_center_scale
+
+DETECTION_FIELDS = ("image_id", "category_id", "bbox", "score")
+
+
+@dataclasses.dataclass(frozen=True)
+class BoxRecord:
+  """One box to run the network on.
+
+  Attributes:
+    image_id: COCO image id. image_path: its file. image_hw: (h, w) of the image.
+    box: [4] (x, y, w, h). center [2] / scale [2]: its crop. score: box confidence.
+    source_id: the annotation id (ground truth) or the index in the detection file.
+  """
+
+  image_id: int
+  image_path: str
+  image_hw: tuple[int, int]
+  box: np.ndarray
+  center: np.ndarray
+  scale: np.ndarray
+  score: float
+  source_id: int
+
+
+def gt_boxes(records: list[PersonRecord]) -> list[BoxRecord]:
+  """The ground-truth boxes of person records (score 1), in record order."""
+  return [BoxRecord(r.image_id, r.image_path, r.image_hw, r.box, r.center, r.scale, 1.0,
+                    r.ann_id) for r in records]
+
+
+def _check_detection(det, index: int, path: str, images: dict) -> None:
+  where = f"{path}: detection {index}"
+  if not isinstance(det, dict):
+    raise AnnotationError(f"{where}: expected an object with fields {DETECTION_FIELDS}")
+  for field in DETECTION_FIELDS:
+    if field not in det:
+      raise AnnotationError(f"{where}: field '{field}' missing")
+  if det["image_id"] not in images:
+    raise AnnotationError(f"{where}: field 'image_id' {det['image_id']!r} is not an image "
+                          f"of the annotation file (a detection file of another split?)")
+  box = det["bbox"]
+  if not (isinstance(box, list) and len(box) == 4
+          and all(isinstance(v, (int, float)) for v in box)):
+    raise AnnotationError(f"{where}: field 'bbox' must hold 4 numbers, got {box!r}")
+  if not isinstance(det["score"], (int, float)):
+    raise AnnotationError(f"{where}: field 'score' must be a number, got {det['score']!r}")
+  if not np.all(np.isfinite(box + [det["score"]])):
+    raise AnnotationError(f"{where}: field 'bbox' or 'score' holds NaN or infinite values")
+
+
+def load_detections(det_path: str, ann_path: str, image_dir: str, input_hw: tuple[int, int],
+                    min_score: float = 0.0) -> tuple[list[BoxRecord], LoadReport]:
+  """Reads a detection file for the images of the annotation file ``ann_path``.
+
+  Returns the boxes (file order) and a report whose skips count non-person entries, boxes
+  below ``min_score`` and boxes with non-positive width or height.
+  """
+  dets = read_json(det_path)
+  if not isinstance(dets, list):
+    raise AnnotationError(f"{det_path}: a detection file is a JSON list of "
+                          f"{{{', '.join(DETECTION_FIELDS)}}} objects, got a "
+                          f"{type(dets).__name__}")
+  data = read_json(ann_path)
+  images = image_table(data.get("images", []) if isinstance(data, dict) else [], ann_path)
+  report = LoadReport(det_path)
+  boxes = []
+  for index, det in enumerate(dets):
+    _check_detection(det, index, det_path, images)
+    if det["category_id"] != PERSON_CATEGORY:
+      report.skipped["not a person"] += 1
+    elif det["score"] < min_score:
+      report.skipped[f"score below {min_score:g}"] += 1
+    elif det["bbox"][2] <= 0 or det["bbox"][3] <= 0:
+      report.skipped["box without area"] += 1
+    else:
+      img = images[det["image_id"]]
+      box = np.asarray(det["bbox"], np.float32)
+      center, scale = box_to_center_scale(box, input_hw)
+      boxes.append(BoxRecord(det["image_id"], os.path.join(image_dir, img["file_name"]),
+                             (img["height"], img["width"]), box, center, scale,
+                             float(det["score"]), index))
+  report.num_records = len(boxes)
+  report.num_images = len({b.image_id for b in boxes})
+  return boxes, report
