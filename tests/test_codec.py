@@ -1,8 +1,11 @@
 """Heatmap codec: the reference's target rounding and weights, quarter-offset decoding,
 and the encode -> decode -> image round trip through the shared geometry."""
 
+import importlib.util
+
 import numpy as np
 
+from conftest import REPO_ROOT
 from mipnet_jax import codec
 from mipnet_jax.data import geometry
 
@@ -54,36 +57,16 @@ def test_round_trip_through_the_shared_geometry():
   assert np.abs(back - joints_img).max() <= 0.5 * px + 1e-3
 
 
-def _generate_target_loop(joints, vis, input_hw, heatmap_hw, sigma):
-  """The reference's per-joint loop (generate_target, gaussian branch), as an oracle."""
-  h, w = heatmap_hw
-  stride = np.array([input_hw[1] / w, input_hw[0] / h])
-  target = np.zeros((len(joints), h, w), np.float32)
-  weight = (vis > 0).astype(np.float32)
-  radius = sigma * 3
-  for j in range(len(joints)):
-    mu_x = int(joints[j][0] / stride[0] + 0.5)
-    mu_y = int(joints[j][1] / stride[1] + 0.5)
-    ul = [int(mu_x - radius), int(mu_y - radius)]
-    br = [int(mu_x + radius + 1), int(mu_y + radius + 1)]
-    if ul[0] >= w or ul[1] >= h or br[0] < 0 or br[1] < 0:
-      weight[j] = 0
-      continue
-    size = 2 * radius + 1
-    x = np.arange(0, size, 1, np.float32)
-    y = x[:, np.newaxis]
-    x0 = y0 = size // 2
-    g = np.exp(-((x - x0) ** 2 + (y - y0) ** 2) / (2 * sigma ** 2))
-    g_x = max(0, -ul[0]), min(br[0], w) - ul[0]
-    g_y = max(0, -ul[1]), min(br[1], h) - ul[1]
-    img_x = max(0, ul[0]), min(br[0], w)
-    img_y = max(0, ul[1]), min(br[1], h)
-    if weight[j] > 0.5:
-      target[j][img_y[0]:img_y[1], img_x[0]:img_x[1]] = g[g_y[0]:g_y[1], g_x[0]:g_x[1]]
-  return target.transpose(1, 2, 0), weight
+def _reference_pipeline():
+  spec = importlib.util.spec_from_file_location(
+      "reference_pipeline", REPO_ROOT / "scripts" / "reference_pipeline.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
 
 
 def test_vectorised_encoding_equals_the_reference_loop_bit_for_bit():
+  generate_target = _reference_pipeline().generate_target
   rng = np.random.default_rng(0)
   for sigma, input_hw, heatmap_hw in [(2.0, (256, 192), (64, 48)), (3.0, (384, 288), (96, 72)),
                                       (2.5, (256, 192), (64, 48))]:
@@ -91,7 +74,7 @@ def test_vectorised_encoding_equals_the_reference_loop_bit_for_bit():
     vis = rng.integers(0, 3, size=(3, 17))
     hm, w = codec.encode_heatmaps(joints, vis, input_hw, heatmap_hw, sigma)
     for i in range(3):
-      ref_hm, ref_w = _generate_target_loop(joints[i], vis[i], input_hw, heatmap_hw, sigma)
+      ref_hm, ref_w = generate_target(joints[i], vis[i], input_hw, heatmap_hw, sigma)
       np.testing.assert_array_equal(w[i], ref_w)
       np.testing.assert_array_equal(hm[i], ref_hm)
     assert 0 < w.sum() < w.size          # both on- and off-map joints were exercised

@@ -18,7 +18,12 @@ COLORS = ("rgb", "bgr")
 
 
 class ImageError(ValueError):
-  """An image that cannot be used; the message names the file (and the record)."""
+  """An image that cannot be used; the message names the file (and the record), ``kind``
+  says what is wrong (for the data report's counts)."""
+
+  def __init__(self, message: str, kind: str = "unusable image"):
+    super().__init__(message)
+    self.kind = kind
 
 
 def read_image(path: str, color: str = "rgb", record: str = "") -> np.ndarray:
@@ -26,7 +31,7 @@ def read_image(path: str, color: str = "rgb", record: str = "") -> np.ndarray:
   A missing file raises ImageError."""
   where = f"{path}{f' ({record})' if record else ''}"
   if not os.path.isfile(path):
-    raise ImageError(f"{where}: image file not found")
+    raise ImageError(f"{where}: image file not found", "image file not found")
   return decode_image(np.fromfile(path, np.uint8), color, where)
 
 
@@ -39,10 +44,10 @@ def decode_image(data: np.ndarray, color: str = "rgb", where: str = "image",
   if color not in COLORS:
     raise ValueError(f"color must be one of {COLORS}, got {color!r}")
   if data.size >= 2 and data[0] == 0xFF and data[1] == 0xD8 and not _jpeg_complete(data):
-    raise ImageError(f"{where}: truncated JPEG (no end-of-image marker)")
+    raise ImageError(f"{where}: truncated JPEG (no end-of-image marker)", "truncated JPEG")
   image = cv2.imdecode(data, _REDUCED_FLAGS[reduce] | cv2.IMREAD_IGNORE_ORIENTATION)
   if image is None:
-    raise ImageError(f"{where}: not a readable image")
+    raise ImageError(f"{where}: not a readable image", "not a readable image")
   return cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if color == "rgb" else image
 
 

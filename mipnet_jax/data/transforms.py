@@ -58,7 +58,7 @@ class FileBytes:
     try:
       return np.fromfile(path, np.uint8)
     except FileNotFoundError:
-      raise image.ImageError(f"{path}: image file not found") from None
+      raise image.ImageError(f"{path}: image file not found", "image file not found") from None
 
 
 def _homogeneous(trans: np.ndarray) -> np.ndarray:
