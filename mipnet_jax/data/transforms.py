@@ -33,6 +33,7 @@ import numpy as np
 
 from mipnet_jax.codec import heatmap_windows
 from mipnet_jax.data import augment, image, instances
+from mipnet_jax.data.image_source import FileImages
 from mipnet_jax.data.boxes import BoxRecord
 from mipnet_jax.data.coco_format import PersonRecord
 from mipnet_jax.data.geometry import PIXEL_STD, get_affine_transform
@@ -48,17 +49,6 @@ class CropSpec:
   input_hw: tuple[int, int]
   color: str = "rgb"
   decode_reduce: bool = False
-
-
-class FileBytes:
-  """Image bytes from the records' own paths (raw dataset layout)."""
-
-  def read(self, image_id: int, path: str) -> np.ndarray:
-    del image_id
-    try:
-      return np.fromfile(path, np.uint8)
-    except FileNotFoundError:
-      raise image.ImageError(f"{path}: image file not found", "image file not found") from None
 
 
 def _homogeneous(trans: np.ndarray) -> np.ndarray:
@@ -115,7 +105,7 @@ class TrainSample(grain.transforms.RandomMap):
   rotation_factor: float
   half_body_prob: float
   flip: bool
-  images: object = dataclasses.field(default_factory=FileBytes)
+  images: object = dataclasses.field(default_factory=lambda: FileImages(""))   # .read(image_id, path)
 
   def random_map(self, record: PersonRecord, rng: np.random.Generator) -> dict:
     cv2.setNumThreads(1)     # one sample per core; grain parallelises across records
@@ -150,7 +140,7 @@ class EvalSample(grain.transforms.Map):
   """BoxRecord -> the box's unaugmented crop (flip test happens on the device)."""
 
   crop: CropSpec
-  images: object = dataclasses.field(default_factory=FileBytes)
+  images: object = dataclasses.field(default_factory=lambda: FileImages(""))   # .read(image_id, path)
 
   def map(self, box: BoxRecord) -> dict:
     cv2.setNumThreads(1)
