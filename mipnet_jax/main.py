@@ -6,6 +6,9 @@
 
 Modes:
   summary  parameter count and per-box inference cost for N=1..4 (``--json``: one JSON line).
+  data     the data report of the config's splits: person boxes, the multi-instance
+           statistic, skipped records by reason, detection boxes (``--check_images``
+           decodes every image once; ``--json``: one JSON line).
 """
 
 from __future__ import annotations
@@ -16,14 +19,16 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from mipnet_jax import report, runtime
+from mipnet_jax.data import inputs, stats
 
-MODES = ("summary",)
+MODES = ("summary", "data")
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py"
                                           "[:ARG]).", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results.")
 _MODE = flags.DEFINE_enum("mode", "summary", MODES, "What to run.")
-_JSON = flags.DEFINE_bool("json", False, "summary: print one JSON line instead of a table.")
+_JSON = flags.DEFINE_bool("json", False, "Print one JSON line instead of a table.")
+_CHECK_IMAGES = flags.DEFINE_bool("check_images", False, "data: decode every image once.")
 
 
 def main(argv):
@@ -36,6 +41,14 @@ def main(argv):
   if _MODE.value == "summary":
     result = report.model_report(config)
     print(json.dumps(result) if _JSON.value else report.format_report(result))
+  elif _MODE.value == "data":
+    reports, errors = inputs.data_report(config, _CHECK_IMAGES.value)
+    if _JSON.value:
+      print(json.dumps(dict(reports=reports, errors=errors)))
+    else:
+      print(stats.format_reports(reports))
+      for name, message in errors.items():
+        print(f"{name}: {message}")
 
 
 if __name__ == "__main__":

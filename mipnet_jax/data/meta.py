@@ -64,6 +64,7 @@ COCO = DatasetMeta(
               (3, 5), (4, 6)),
 )
 OCHUMAN = dataclasses.replace(COCO, name="ochuman")
+SYNTHETIC = dataclasses.replace(COCO, name="synthetic")   # data/synthetic.py draws COCO joints
 CROWDPOSE = DatasetMeta(
     name="crowdpose",
     keypoint_names=_LIMBS + ("head", "neck"),
@@ -74,7 +75,7 @@ CROWDPOSE = DatasetMeta(
     skeleton=((12, 13), (13, 0), (13, 1), (0, 2), (2, 4), (1, 3), (3, 5), (0, 6), (1, 7),
               (6, 7), (6, 8), (8, 10), (7, 9), (9, 11)),
 )
-DATASETS = {m.name: m for m in (COCO, OCHUMAN, CROWDPOSE)}
+DATASETS = {m.name: m for m in (COCO, OCHUMAN, CROWDPOSE, SYNTHETIC)}
 
 
 def get_meta(name: str) -> DatasetMeta:
