@@ -1,0 +1,11 @@
+"""CrowdPose builder (mipnet_jax.data.tfds_pose) for `tfds build datasets/crowdpose`.
+
+See README.md here: `tfds build` needs TensorFlow; without it, use
+`python -m mipnet_jax.data.tfds_pose --dataset ...` (same builder, same output).
+"""
+
+from mipnet_jax.data import tfds_pose
+
+
+class Builder(tfds_pose.Crowdpose):
+  """CrowdPose: one example per image, the original file bytes."""

@@ -1,0 +1,203 @@
+"""TFDS builders: the real sample files, laid out as raw datasets -> ArrayRecord shards that give
+the same records, bytes and decoded images as the raw files; and the one-line errors."""
+
+import json
+import os
+import pathlib
+import pickle
+import shutil
+import sys
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from conftest import REPO_ROOT
+from tensorflow_datasets.core import shuffle as tfds_shuffle
+
+from mipnet_jax.data import coco_format, image, image_source, tfds_pose
+from mipnet_jax.data.meta import get_meta
+
+# dataset -> (sample annotation JSON, folder of its images), relative to shared/data.
+SAMPLES = {
+    "coco": ("coco/test_coco.json", "coco"),
+    "crowdpose": ("crowdpose/test_crowdpose.json", "crowdpose"),
+    "ochuman": ("ochuman/test_ochuman.json", "ochuman"),
+}
+
+
+def _sample(shared_data, dataset):
+  ann, images = SAMPLES[dataset]
+  return shared_data / ann, shared_data / images
+
+
+def make_raw(root, shared_data, dataset):
+  """The sample as every split of ``dataset``, in its raw layout (symlinks to the samples)."""
+  ann, image_dir = _sample(shared_data, dataset)
+  file_names = [img["file_name"] for img in json.loads(ann.read_text())["images"]]
+  for _, files in tfds_pose.SPECS[dataset].splits:
+    target = root / files.annotations.path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.symlink_to(ann)
+    for name in file_names:
+      link = root / files.images.path / name
+      link.parent.mkdir(parents=True, exist_ok=True)
+      if not link.exists():
+        link.symlink_to(image_dir / name)
+  return root
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory, shared_data):
+  """dataset -> (raw root, data dir), each dataset converted once."""
+  out = {}
+  for dataset in SAMPLES:
+    base = tmp_path_factory.mktemp(dataset)
+    raw = make_raw(base / "raw", shared_data, dataset)
+    tfds_pose.prepare(dataset, str(raw), str(base / "out"))
+    out[dataset] = (raw, base / "out")
+  return out
+
+
+def _split_files(dataset, raw, split):
+  files = dict(tfds_pose.SPECS[dataset].splits)[split]
+  return str(raw / files.annotations.path), str(raw / files.images.path)
+
+
+@pytest.mark.parametrize("dataset", sorted(SAMPLES))
+def test_shards_hold_every_image_in_ascending_id(prepared, shared_data, dataset):
+  _, out = prepared[dataset]
+  ann, image_dir = _sample(shared_data, dataset)
+  images = sorted(json.loads(ann.read_text())["images"], key=lambda img: img["id"])
+  name = tfds_pose.SPECS[dataset].tfds_name
+  for split, _ in tfds_pose.SPECS[dataset].splits:
+    ann_copy, source = image_source.open_prepared(str(out), name, split)
+    assert pathlib.Path(ann_copy).read_bytes() == ann.read_bytes()
+    records = tfds.builder_from_directory(source.version_dir).as_data_source(split=split)
+    assert len(records) == len(source) == len(images)
+    for i, img in enumerate(images):
+      record = records[i]
+      assert int(record["image_id"]) == img["id"] and source.index_of(img["id"]) == i
+      assert record["file_name"].decode() == img["file_name"]
+      assert (int(record["height"]), int(record["width"])) == (img["height"], img["width"])
+      assert record["jpeg"] == (image_dir / img["file_name"]).read_bytes()
+
+
+@pytest.mark.parametrize("dataset", sorted(SAMPLES))
+def test_prepared_split_reads_like_the_raw_files(prepared, dataset):
+  raw, out = prepared[dataset]
+  meta = get_meta(tfds_pose.SPECS[dataset].meta)
+  split = tfds_pose.SPECS[dataset].splits[-1][0]
+  raw_ann, raw_images = _split_files(dataset, raw, split)
+  ann_copy, shards = image_source.open_prepared(str(out), tfds_pose.SPECS[dataset].tfds_name,
+                                                split)
+  shards = pickle.loads(pickle.dumps(shards))          # as a grain worker receives it
+  files = image_source.FileImages(raw_images)
+  want, _ = coco_format.load_person_records(raw_ann, meta, raw_images, (256, 192))
+  got, _ = coco_format.load_person_records(ann_copy, meta, raw_images, (256, 192))
+  assert len(got) == len(want) > 0
+  for a, b in zip(want, got):
+    for field in ("image_id", "ann_id", "image_path", "image_hw", "box", "center", "scale",
+                  "keypoints", "others"):
+      np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+    file_name = os.path.relpath(b.image_path, raw_images)
+    data = shards.read(b.image_id, file_name)
+    assert data.dtype == np.uint8
+    np.testing.assert_array_equal(data, files.read(b.image_id, file_name))
+    np.testing.assert_array_equal(image.decode_image(data), image.read_image(a.image_path))
+  assert pickle.loads(pickle.dumps(shards)).__dict__["_reader"] is None   # no open handles
+
+
+def test_checksum_manifest_matches_raw_files(prepared):
+  raw, out = prepared["coco"]
+  version_dir = image_source.find_version_dir(str(out), "coco_keypoints")
+  lines = pathlib.Path(image_source.checksums_file(version_dir, "val")).read_text().splitlines()
+  assert len(lines) == 1 + 4
+  for line in lines:
+    digest, rel = line.split("  ")
+    assert digest == tfds_pose.sha256_file(str(raw / rel))
+
+
+def test_large_split_spills_to_disk_in_order_without_tensorflow(tmp_path, shared_data,
+                                                                monkeypatch):
+  monkeypatch.setattr(tfds_shuffle, "MAX_MEM_BUFFER_SIZE", 1000)   # spill after ~0 images
+  raw = make_raw(tmp_path / "raw", shared_data, "ochuman")
+  tfds_pose.prepare("ochuman", str(raw), str(tmp_path / "out"))
+  _, source = image_source.open_prepared(str(tmp_path / "out"), "ochuman", "test")
+  records = tfds.builder_from_directory(source.version_dir).as_data_source(split="test")
+  assert [int(records[i]["image_id"]) for i in range(len(records))] == [1, 2, 3]
+  assert records[0]["jpeg"] == (shared_data / "ochuman" / "003799.jpg").read_bytes()
+  assert "tensorflow" not in sys.modules
+  assert type(tfds_shuffle.tf).__name__ == "LazyModule"   # tfds' own lazy import, restored
+
+
+def test_missing_annotation_file_names_path_and_origin(tmp_path, shared_data):
+  raw = make_raw(tmp_path / "raw", shared_data, "coco")
+  (raw / "annotations" / "person_keypoints_val2017.json").unlink()
+  with pytest.raises(tfds_pose.RawFilesError) as err:
+    tfds_pose.prepare("coco", str(raw), str(tmp_path / "out"))
+  assert str(err.value) == (f"expected COCO keypoint annotations at {raw}/annotations/"
+                            "person_keypoints_val2017.json (from annotations_trainval2017.zip)")
+  assert not (tmp_path / "out" / "coco_keypoints" / "1.0.0").exists()
+
+
+def test_missing_image_folder_and_manual_dir(tmp_path, shared_data):
+  raw = make_raw(tmp_path / "raw", shared_data, "ochuman")
+  shutil.rmtree(raw / "images")
+  with pytest.raises(tfds_pose.RawFilesError, match=r"^expected OCHuman images in .*/raw/images/ "
+                     r"\(from the OCHuman download, github.com/liruilong940607/OCHumanApi\)$"):
+    tfds_pose.prepare("ochuman", str(raw), str(tmp_path / "out"))
+  with pytest.raises(tfds_pose.RawFilesError, match="expected the raw CrowdPose files in"):
+    tfds_pose.prepare("crowdpose", str(tmp_path / "nowhere"), str(tmp_path / "out"))
+
+
+def test_missing_images_are_counted_and_listed(tmp_path, shared_data):
+  raw = make_raw(tmp_path / "raw", shared_data, "coco")
+  for name in ("000000040083.jpg", "000000197388.jpg"):
+    (raw / "val2017" / name).unlink()
+  with pytest.raises(tfds_pose.RawFilesError) as err:
+    tfds_pose.prepare("coco", str(raw), str(tmp_path / "out"))
+  assert str(err.value) == (
+      f"2 of 4 images listed in {raw}/annotations/person_keypoints_val2017.json are missing "
+      f"from {raw}/val2017/ (from val2017.zip): {raw}/val2017/000000040083.jpg, "
+      f"{raw}/val2017/000000197388.jpg")
+  assert "\n" not in str(err.value)
+
+
+def test_wrong_schema_is_an_annotation_error(tmp_path, shared_data):
+  raw = make_raw(tmp_path / "raw", shared_data, "crowdpose")
+  ann = raw / "json" / "crowdpose_test.json"
+  ann.unlink()
+  ann.write_text(json.dumps({"images": []}))
+  with pytest.raises(coco_format.AnnotationError,
+                     match="crowdpose_test.json: top-level field 'annotations' missing"):
+    tfds_pose.prepare("crowdpose", str(raw), str(tmp_path / "out"))
+
+
+def test_file_images_missing_file(tmp_path):
+  with pytest.raises(image.ImageError, match=r"^.*/none\.jpg: image file not found$"):
+    image_source.FileImages(str(tmp_path)).read(1, "none.jpg")
+
+
+def test_cli_prints_counts_and_one_line_errors(tmp_path, shared_data, capsys):
+  raw = make_raw(tmp_path / "raw", shared_data, "crowdpose")
+  args = ["--dataset", "crowdpose", "--manual_dir", str(raw), "--data_dir", str(tmp_path / "o")]
+  assert tfds_pose.main(args) == 0
+  out = capsys.readouterr().out
+  for split in ("train", "val", "test"):
+    assert f"crowdpose {split}: 2 images in 1 shard(s)" in out
+  assert out.count("sha256 6b898e0795494cf1") == 3
+  (raw / "images" / "103319.jpg").unlink()
+  assert tfds_pose.main(args[:-1] + [str(tmp_path / "o2")]) == 1
+  err = capsys.readouterr().err
+  assert err.startswith("error: 1 of 2 images listed in ") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("dataset", sorted(SAMPLES))
+def test_tfds_build_folders_load_the_shared_builders(dataset):
+  """What `tfds build datasets/<name>` imports (the CLI itself needs TensorFlow)."""
+  spec = tfds_pose.SPECS[dataset]
+  with tfds.core.utils.add_sys_path(REPO_ROOT / "datasets"):
+    cls = tfds.core.community.builder_cls_from_module(
+        f"{spec.tfds_name}.{spec.tfds_name}_dataset_builder")
+  assert cls.__name__ == "Builder" and cls.name == spec.tfds_name
+  assert issubclass(cls, tfds_pose.BUILDERS[dataset]) and cls.SPEC is spec
