@@ -80,3 +80,16 @@ def test_counted_skips(tmp_path):
                                   "image without usable people": 1}
   with pytest.raises(coco_format.AnnotationError, match=r"none\.json: file not found"):
     coco_format.load_person_records(str(tmp_path / "none.json"), meta.COCO, "x", (256, 192))
+
+
+@pytest.mark.parametrize("images,message", [
+    ([{"id": 1, "file_name": "a.jpg", "height": 0, "width": 80}],
+     "image 1: fields 'height'/'width' must be positive integers"),
+    ([{"id": 1, "file_name": "a.jpg", "height": 10, "width": 8}] * 2,
+     "image 1: field 'id' repeats an earlier image"),
+    ([{"id": 1, "height": 10, "width": 8}], "image 1: field 'file_name' missing"),
+])
+def test_bad_image_entries_are_named(tmp_path, images, message):
+  path = _write(tmp_path, [_ann()], images)
+  with pytest.raises(coco_format.AnnotationError, match=message):
+    coco_format.load_person_records(path, meta.COCO, "imgs", (256, 192))

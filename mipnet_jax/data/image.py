@@ -68,6 +68,7 @@ def warp_crop(image: np.ndarray, trans: np.ndarray, input_hw: tuple[int, int]) -
 
 
 def normalize(crop: np.ndarray) -> np.ndarray:
-  """uint8 [h, w, 3] -> float32 (x / 255 - ImageNet mean) / std, channel order unchanged
-  (the reference normalises BGR crops with the RGB statistics too)."""
+  """uint8 [..., h, w, 3] -> float32 (x / 255 - ImageNet mean) / std, channel order unchanged
+  (the reference normalises BGR crops with the RGB statistics too). Takes numpy or jax
+  arrays: the pipeline ships uint8 crops and the train/predict steps normalise on device."""
   return (crop.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
