@@ -201,3 +201,18 @@ def test_tfds_build_folders_load_the_shared_builders(dataset):
         f"{spec.tfds_name}.{spec.tfds_name}_dataset_builder")
   assert cls.__name__ == "Builder" and cls.name == spec.tfds_name
   assert issubclass(cls, tfds_pose.BUILDERS[dataset]) and cls.SPEC is spec
+
+
+def test_config_pipeline_gives_the_same_batches_from_raw_files_and_shards(prepared,
+                                                                          load_config):
+  raw, out = prepared["coco"]
+  c = load_config("hrnet_w32_coco_256x192", "quick")
+  c.data.root = str(raw)
+  from mipnet_jax.data import inputs
+  from_files, _, _ = inputs.train_input(c)
+  c.data.prepared_dir = str(out)
+  from_shards, _, _ = inputs.train_input(c)
+  for t in (0, 2):
+    a, b = from_files[t], from_shards[t]
+    for key in a:
+      np.testing.assert_array_equal(a[key], b[key], err_msg=key)
