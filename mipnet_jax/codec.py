@@ -8,6 +8,7 @@ input/heatmap, and heatmap pixels -> image pixels by the inverse affine of the b
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from mipnet_jax.data.geometry import affine_points, get_affine_transform
@@ -72,38 +73,93 @@ def encode_heatmaps(joints_xy: np.ndarray, visible: np.ndarray, input_hw: tuple[
   return render_heatmaps(windows, weight, heatmap_hw, sigma), weight
 
 
-def decode_heatmaps(heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """Argmax with the reference's quarter-pixel offset.
+def decode_heatmaps(heatmaps, xp=np):
+  """Argmax with the reference's quarter-pixel offset (``get_max_preds`` + POST_PROCESS).
 
   Args:
-    heatmaps: [..., h, w, K].
+    heatmaps: [..., h, w, K]; numpy on the host or, with ``xp=jax.numpy``, on the device
+      (the same float32 operations, so the same results).
   Returns:
-    coords [..., K, 2] (x, y) in heatmap pixels and maxvals [..., K]. A joint whose maximum
-    is <= 0 gets coordinates (0, 0); a peak at least 2 pixels inside the map moves 0.25
-    towards its larger neighbour along each axis.
+    coords [..., K, 2] (x, y) in heatmap pixels and maxvals [..., K]. Ties go to the first
+    pixel in row-major order; a joint whose maximum is <= 0 gets coordinates (0, 0); a peak
+    with 1 < x < w - 1 and 1 < y < h - 1 moves 0.25 towards its larger neighbour along each
+    axis (not at all on equal neighbours).
+  """
+  hm = xp.moveaxis(xp.asarray(heatmaps, xp.float32), -1, -3)          # [..., K, h, w]
+  h, w = hm.shape[-2:]
+  flat = hm.reshape(hm.shape[:-2] + (h * w,))
+  idx = xp.argmax(flat, axis=-1)
+  maxvals = xp.take_along_axis(flat, idx[..., None], axis=-1)[..., 0]
+  coords = xp.stack([idx % w, idx // w], axis=-1).astype(xp.float32)
+  coords = coords * (maxvals > 0)[..., None]
+  px = xp.floor(coords[..., 0] + 0.5).astype(xp.int32)
+  py = xp.floor(coords[..., 1] + 0.5).astype(xp.int32)
+  inside = (px > 1) & (px < w - 1) & (py > 1) & (py < h - 1)
+  cx, cy = xp.clip(px, 1, w - 2), xp.clip(py, 1, h - 2)
+
+  def at(y, x):
+    return xp.take_along_axis(flat, (y * w + x)[..., None], axis=-1)[..., 0]
+
+  dx = xp.sign(at(cy, cx + 1) - at(cy, cx - 1))
+  dy = xp.sign(at(cy + 1, cx) - at(cy - 1, cx))
+  return coords + 0.25 * xp.stack([dx, dy], axis=-1) * inside[..., None], maxvals
+
+
+DARK_KERNEL = 11
+
+
+def decode_dark(heatmaps: np.ndarray, kernel: int = DARK_KERNEL) -> tuple[np.ndarray, np.ndarray]:
+  """DARK decoding (Zhang et al., CVPR 2020; its ``get_final_preds``), host numpy.
+
+  The argmax of ``decode_heatmaps`` without the quarter offset, refined by one Newton step
+  on the log of the heatmap blurred with a ``kernel`` x ``kernel`` Gaussian (cv2, sigma from
+  the kernel size, zero padding of (kernel - 1) / 2, rescaled to the original maximum) where
+  1 < int(x) < w - 2 and 1 < int(y) < h - 2 and the Hessian is invertible.
+  heatmaps [..., h, w, K] -> coords [..., K, 2], maxvals [..., K] (the unblurred maxima).
   """
   hm = np.moveaxis(np.asarray(heatmaps, np.float32), -1, -3)          # [..., K, h, w]
   h, w = hm.shape[-2:]
-  flat = hm.reshape(hm.shape[:-2] + (h * w,))
-  idx = np.argmax(flat, axis=-1)
-  maxvals = np.take_along_axis(flat, idx[..., None], axis=-1)[..., 0]
-  coords = np.stack([idx % w, idx // w], axis=-1).astype(np.float32)
-  coords *= (maxvals > 0)[..., None]
-  px = np.floor(coords[..., 0] + 0.5).astype(np.int64)
-  py = np.floor(coords[..., 1] + 0.5).astype(np.int64)
-  inside = (px > 1) & (px < w - 1) & (py > 1) & (py < h - 1)
-  cx, cy = np.clip(px, 1, w - 2), np.clip(py, 1, h - 2)
-
-  def at(y, x):
-    return np.take_along_axis(flat, (y * w + x)[..., None], axis=-1)[..., 0]
-
-  dx = np.sign(at(cy, cx + 1) - at(cy, cx - 1))
-  dy = np.sign(at(cy + 1, cx) - at(cy - 1, cx))
-  coords += 0.25 * np.stack([dx, dy], axis=-1) * inside[..., None]
-  return coords, maxvals
+  flat = hm.reshape(-1, h, w)
+  idx = np.argmax(flat.reshape(len(flat), -1), axis=-1)
+  maxvals = flat.reshape(len(flat), -1).max(axis=-1)
+  coords = np.stack([idx % w, idx // w], axis=-1).astype(np.float32) * (maxvals > 0)[:, None]
+  border = (kernel - 1) // 2
+  logs = np.empty_like(flat)
+  for i, m in enumerate(flat):
+    padded = np.zeros((h + 2 * border, w + 2 * border))
+    padded[border:-border, border:-border] = m
+    blurred = cv2.GaussianBlur(padded, (kernel, kernel), 0)[border:-border, border:-border]
+    logs[i] = blurred * (m.max() / blurred.max())
+  logs = np.log(np.maximum(logs, 1e-10))
+  px, py = coords[:, 0].astype(np.int64), coords[:, 1].astype(np.int64)
+  ok = (px > 1) & (px < w - 2) & (py > 1) & (py < h - 2)
+  n = np.arange(len(flat))
+  x, y = np.clip(px, 2, w - 3), np.clip(py, 2, h - 3)
+  g = lambda dy, dx: logs[n, y + dy, x + dx].astype(np.float64)   # noqa: E731
+  dx = 0.5 * (g(0, 1) - g(0, -1))
+  dy = 0.5 * (g(1, 0) - g(-1, 0))
+  dxx = 0.25 * (g(0, 2) - 2 * g(0, 0) + g(0, -2))
+  dxy = 0.25 * (g(1, 1) - g(-1, 1) - g(1, -1) + g(-1, -1))
+  dyy = 0.25 * (g(2, 0) - 2 * g(0, 0) + g(-2, 0))
+  det = dxx * dyy - dxy ** 2
+  ok &= det != 0
+  safe = np.where(ok, det, 1.0)
+  offset = -np.stack([dyy * dx - dxy * dy, dxx * dy - dxy * dx], axis=-1) / safe[:, None]
+  coords = coords + np.where(ok[:, None], offset, 0.0).astype(np.float32)
+  lead = hm.shape[:-2]
+  return coords.reshape(lead + (2,)), maxvals.reshape(lead)
 
 
 def heatmap_to_image(coords: np.ndarray, center, scale, heatmap_hw: tuple[int, int]) -> np.ndarray:
-  """Heatmap-pixel coords [K, 2] of one box -> image pixels [K, 2] (``transform_preds``)."""
+  """Heatmap-pixel coords [..., K, 2] of one box -> image pixels [..., K, 2]
+  (``transform_preds``: the inverse affine of the box's crop at heatmap size)."""
   trans = get_affine_transform(center, scale, 0.0, heatmap_hw, inverse=True)
   return affine_points(coords, trans)
+
+
+def boxes_to_image(coords: np.ndarray, centers: np.ndarray, scales: np.ndarray,
+                   heatmap_hw: tuple[int, int]) -> np.ndarray:
+  """coords [M, ..., K, 2] of M boxes with centers / scales [M, 2] -> image pixels, float64."""
+  return np.stack([heatmap_to_image(c, ce, sc, heatmap_hw)
+                   for c, ce, sc in zip(coords, centers, scales)]) if len(coords) else (
+                       np.zeros(coords.shape, np.float64))

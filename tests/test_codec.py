@@ -4,6 +4,7 @@ and the encode -> decode -> image round trip through the shared geometry."""
 import importlib.util
 
 import numpy as np
+import pytest
 
 from conftest import REPO_ROOT
 from mipnet_jax import codec
@@ -89,3 +90,63 @@ def test_device_rendering_matches_host():
   device = codec.render_heatmaps(jnp.asarray(win), jnp.asarray(w), (64, 48), 2.0, xp=jnp)
   assert device.shape == (2, 4, 64, 48, 17) and device.dtype == jnp.float32
   np.testing.assert_allclose(np.asarray(device), host, rtol=1e-6, atol=1e-7)
+
+
+def test_decode_edge_rules_ties_and_device():
+  import jax.numpy as jnp
+  h, w = 8, 10
+  hm = np.zeros((6, h, w, 1), np.float32)
+  hm[0, 4, 1, 0] = 1.0; hm[0, 4, 2, 0] = 0.5          # x = 1: not > 1, no offset
+  hm[1, 4, 8, 0] = 1.0; hm[1, 4, 9, 0] = 0.5          # x = w - 2: inside, moves right
+  hm[2, 4, 9, 0] = 1.0; hm[2, 4, 8, 0] = 0.5          # x = w - 1: border, no offset
+  hm[3] = -1.0; hm[3, 2, 3, 0] = -0.5                 # negative maximum: (0, 0)
+  hm[4, 3, 5, 0] = hm[4, 6, 2, 0] = 1.0               # tie: the first in row-major order
+  hm[5, 3, 5, 0] = 1.0; hm[5, 3, 4, 0] = hm[5, 3, 6, 0] = 0.3   # equal neighbours: no move
+  coords, maxvals = codec.decode_heatmaps(hm)
+  np.testing.assert_array_equal(coords[:, 0], [[1, 4], [8.25, 4], [9, 4], [0, 0], [5, 3],
+                                               [5, 3]])
+  np.testing.assert_array_equal(maxvals[:, 0], [1, 1, 1, -0.5, 1, 1])
+  d_coords, d_maxvals = codec.decode_heatmaps(jnp.asarray(hm), xp=jnp)
+  np.testing.assert_array_equal(np.asarray(d_coords), coords)
+  np.testing.assert_array_equal(np.asarray(d_maxvals), maxvals)
+
+
+def _dark_reference(hm, coord):
+  """DARK's per-joint Taylor step (np.matrix, as its get_final_preds), hm = log heatmap."""
+  px, py = int(coord[0]), int(coord[1])
+  h, w = hm.shape
+  if 1 < px < w - 2 and 1 < py < h - 2:
+    dx = 0.5 * (hm[py][px + 1] - hm[py][px - 1])
+    dy = 0.5 * (hm[py + 1][px] - hm[py - 1][px])
+    dxx = 0.25 * (hm[py][px + 2] - 2 * hm[py][px] + hm[py][px - 2])
+    dxy = 0.25 * (hm[py + 1][px + 1] - hm[py - 1][px + 1] - hm[py + 1][px - 1]
+                  + hm[py - 1][px - 1])
+    dyy = 0.25 * (hm[py + 2][px] - 2 * hm[py][px] + hm[py - 2][px])
+    hessian = np.matrix([[dxx, dxy], [dxy, dyy]])
+    if dxx * dyy - dxy ** 2 != 0:
+      coord = coord + np.squeeze(np.array((-hessian.I * np.matrix([[dx], [dy]])).T), axis=0)
+  return coord
+
+
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")   # np.matrix, as DARK
+def test_dark_recovers_subpixel_peaks_and_matches_its_reference():
+  import cv2
+  h, w = 64, 48
+  yy, xx = np.mgrid[0:h, 0:w]
+  truth = np.array([[12.3, 20.7], [30.8, 40.2], [1.0, 1.0]])
+  hm = np.stack([np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / 8.0) for x, y in truth],
+                -1).astype(np.float32)
+  coords, maxvals = codec.decode_dark(hm[None])
+  quarter, _ = codec.decode_heatmaps(hm[None])
+  err = np.abs(coords[0, :2] - truth[:2])
+  assert err.max() < 0.05 < np.abs(quarter[0, :2] - truth[:2]).max()
+  np.testing.assert_array_equal(coords[0, 2], [1, 1])          # at the border: argmax only
+  np.testing.assert_allclose(maxvals[0], hm.reshape(-1, 3).max(0))
+  for k in range(2):                                           # the reference's own steps
+    m = hm[..., k]
+    padded = np.zeros((h + 10, w + 10))
+    padded[5:-5, 5:-5] = m
+    b = cv2.GaussianBlur(padded, (11, 11), 0)[5:-5, 5:-5].astype(np.float32)
+    b = np.log(np.maximum(b * (m.max() / b.max()), 1e-10))
+    start = np.array(np.unravel_index(m.argmax(), m.shape)[::-1], np.float32)
+    np.testing.assert_allclose(coords[0, k], _dark_reference(b, start), atol=1e-4)
