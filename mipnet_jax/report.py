@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from mipnet_jax.models import build_model
+from mipnet_jax.models import build_model, init_variables
 from mipnet_jax.models.cost import PAPER_UNIT, count_cost, xla_flops
 
 INSTANCE_COUNTS = (1, 2, 3, 4)
@@ -24,9 +24,7 @@ _MIMB_SUFFIX = "_mimb"
 
 def abstract_variables(model, image_hw: tuple[int, int]) -> Any:
   """Shapes of the model's variables (no compile, no memory): {'params', 'batch_stats'}."""
-  images = jnp.zeros((1, *image_hw, 3), jnp.float32)
-  lam = jnp.zeros((1, model.lambda_dim), jnp.float32)
-  return jax.eval_shape(lambda: model.init(jax.random.key(0), images, lam, train=False))
+  return jax.eval_shape(lambda: init_variables(model, image_hw, jax.random.key(0)))
 
 
 def count_params(tree: Any) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+import jax
 import jax.numpy as jnp
 
 from mipnet_jax.models.hrnet import HRNet
@@ -19,7 +20,7 @@ ARCHITECTURES = {"hrnet": HRNet, "simple_baseline": SimpleBaseline}
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 __all__ = ["ARCHITECTURES", "HRNet", "MIMB", "SimpleBaseline", "TopDownNet", "build_model",
-           "encode_lambda", "lambda_width"]
+           "encode_lambda", "init_variables", "lambda_width"]
 
 
 def build_model(model_cfg: Mapping[str, Any], num_instances: int) -> TopDownNet:
@@ -44,3 +45,10 @@ def build_model(model_cfg: Mapping[str, Any], num_instances: int) -> TopDownNet:
   kwargs["mimb_slots"] = slots if num_instances > 1 else (False,) * NUM_SLOTS
   kwargs["lambda_dim"] = lambda_width(num_instances, kwargs.get("lambda_code", "one_hot"))
   return arch(**kwargs)
+
+
+def init_variables(model: TopDownNet, image_hw: tuple[int, int], rng: jax.Array) -> dict:
+  """Fresh variables {'params', 'batch_stats'} of ``model`` for inputs of size (h, w)."""
+  images = jnp.zeros((1, *image_hw, 3), jnp.float32)
+  lam = jnp.zeros((1, model.lambda_dim), jnp.float32)
+  return model.init(rng, images, lam, train=False)
