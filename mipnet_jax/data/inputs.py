@@ -96,13 +96,14 @@ def data_report(config, decode_images: bool = False) -> tuple[dict, dict]:
   reports, errors = {}, {}
   for name, (cfg, split) in splits.items():
     try:
+      det = ""
       if split is None:
         dataset, ann_path, image_dir = eval_files(config, name)
-        det = ""
+        if cfg.det_file:
+          det = os.path.join(cfg.root or data.root, cfg.det_file)
       else:
         ann_path, image_dir, _ = split_files(cfg, split)
         dataset = cfg.name
-        det = os.path.join(cfg.root, cfg.det_file) if split == "val" and cfg.det_file else ""
       reports[name] = stats.split_report(ann_path, dataset, image_dir, tuple(data.image_hw),
                                          det, 0.0, decode_images and not data.prepared_dir)
     except (OSError, coco_format.AnnotationError) as e:

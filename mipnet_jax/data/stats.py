@@ -57,7 +57,9 @@ def split_report(ann_path: str, dataset: str, image_dir: str = "",
              multi_instance_fraction=round(multi / max(1, len(records)), 4),
              boxes_in_images_with_2plus_people=int((others > 0).sum()),
              skipped=dict(sorted(report.skipped.items())))
-  if det_path:
+  if det_path and not os.path.isfile(det_path):
+    out["detections"] = dict(file=det_path, missing=True)
+  elif det_path:
     dets, det_report = boxes.load_detections(det_path, ann_path, image_dir, input_hw, min_score)
     out["detections"] = dict(file=det_path, min_score=min_score, boxes=len(dets),
                              images=det_report.num_images,
@@ -77,7 +79,9 @@ def format_reports(reports: dict[str, dict]) -> str:
                  f"{r['boxes_in_images_with_2plus_people']:9d} {r['multi_instance_boxes']:10d} "
                  f"{100 * r['multi_instance_fraction']:6.2f}  {skips}")
   for name, r in reports.items():
-    if "detections" in r:
+    if r.get("detections", {}).get("missing"):
+      lines.append(f"{name}: detection file {r['detections']['file']} not found")
+    elif "detections" in r:
       d = r["detections"]
       skips = ", ".join(f"{k}: {v}" for k, v in d["skipped"].items()) or "none"
       lines.append(f"{name}: detections {d['boxes']} boxes in {d['images']} images "
