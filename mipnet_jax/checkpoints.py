@@ -1,0 +1,61 @@
+"""Model-variables checkpoints (orbax): {'params', 'batch_stats'} of a pose network.
+
+``save_variables`` writes a standalone checkpoint directory; ``load_variables`` reads one into
+the structure of a given model (shapes and dtypes checked), so evaluation, export and
+``init_from`` share one format.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import orbax.checkpoint as ocp
+
+
+class CheckpointError(ValueError):
+  """A checkpoint that cannot be used; the message names the path and the problem."""
+
+
+def save_variables(path: str, variables: dict) -> str:
+  """Writes {'params', 'batch_stats'} to the new directory ``path``; returns its path."""
+  path = os.path.abspath(path)
+  with ocp.StandardCheckpointer() as ckptr:
+    ckptr.save(path, {k: variables[k] for k in ("params", "batch_stats")})
+    ckptr.wait_until_finished()
+  return path
+
+
+def load_variables(path: str, abstract: dict) -> dict:
+  """Reads a ``save_variables`` checkpoint shaped like ``abstract`` (e.g. ``jax.eval_shape``
+  of the model's init). A missing path or a mismatched structure raises CheckpointError."""
+  path = os.path.abspath(path)
+  if not os.path.isdir(path):
+    raise CheckpointError(f"{path}: checkpoint directory not found")
+  target = {k: abstract[k] for k in ("params", "batch_stats")}
+  with ocp.StandardCheckpointer() as ckptr:
+    try:
+      stored = ckptr.metadata(path)
+    except (FileNotFoundError, ValueError) as e:
+      raise CheckpointError(f"{path}: not a model-variables checkpoint ({e})") from None
+    _check_structure(path, _tree_shapes(stored), _tree_shapes(target))
+    return ckptr.restore(path, jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), target))
+
+
+def _tree_shapes(tree) -> dict[str, tuple]:
+  tree = getattr(tree, "item_metadata", tree)
+  tree = getattr(tree, "tree", tree)
+  flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+  return {jax.tree_util.keystr(k): tuple(v.shape) for k, v in flat}
+
+
+def _check_structure(path: str, stored: dict, wanted: dict) -> None:
+  missing = sorted(set(wanted) - set(stored))
+  extra = sorted(set(stored) - set(wanted))
+  shapes = sorted(k for k in set(wanted) & set(stored) if wanted[k] != stored[k])
+  if missing or extra or shapes:
+    parts = [f"{name} {keys[:5]}{' ...' if len(keys) > 5 else ''}"
+             for name, keys in (("missing", missing), ("unexpected", extra),
+                                ("shape mismatch", shapes)) if keys]
+    raise CheckpointError(f"{path}: checkpoint does not fit the model: " + "; ".join(parts))
