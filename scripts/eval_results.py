@@ -1,0 +1,58 @@
+"""Evaluates a COCO-format keypoint results file with its dataset's protocol.
+
+  python scripts/eval_results.py --dataset crowdpose --annotations A.json --results R.json
+
+coco / ochuman / synthetic: the COCO keypoint protocol (pycocotools): AP, AP50, AP75, APM,
+APL, AR, AR50, AR75, ARM, ARL. crowdpose: the official CrowdPose protocol: AP, AP50, AP75, AR,
+AR50, AR75, AP_easy, AP_medium, AP_hard. Prints a table, then, as the LAST stdout line,
+exactly one JSON object {metric: value}; -1 means "no ground truth for this metric".
+Bad input: exit code 2 and one line on stderr naming the file, the entry and the field.
+pycocotools' own printing goes to stderr with --verbose, otherwise nowhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+from mipnet_jax.evaluation import PROTOCOLS, AnnotationError, ResultsError, evaluate_file
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--dataset", required=True, choices=sorted(PROTOCOLS))
+  parser.add_argument("--annotations", required=True, help="ground-truth COCO-format JSON")
+  parser.add_argument("--results", required=True, help="COCO keypoint results JSON (a list)")
+  parser.add_argument("--verbose", action="store_true",
+                      help="show pycocotools' own output (on stderr)")
+  return parser.parse_args(argv)
+
+
+def format_table(metrics: dict[str, float]) -> str:
+  """One 'name  value' row per metric."""
+  width = max(len(name) for name in metrics)
+  rows = [f"{'metric':<{width}}  value"]
+  rows += [f"{name:<{width}}  {value:.4f}" for name, value in metrics.items()]
+  return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+  args = parse_args(argv)
+  logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                      format="%(levelname)s: %(message)s")
+  try:
+    metrics = evaluate_file(args.dataset, args.annotations, args.results, verbose=args.verbose)
+  except (ResultsError, AnnotationError) as e:
+    print(f"{os.path.basename(__file__)}: error: {e}", file=sys.stderr)
+    return 2
+  print(f"{args.dataset}: {args.results}")
+  print(format_table(metrics))
+  print(json.dumps(metrics))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

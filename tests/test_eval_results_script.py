@@ -1,0 +1,60 @@
+"""scripts/eval_results.py run as a user runs it: the table, the last-line JSON, bad input."""
+
+import json
+import pathlib
+import subprocess
+import sys
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "scripts" / "eval_results.py"
+CROWD_DIR = "crowdpose/xtcocoapi_examples"
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+  return subprocess.run([sys.executable, str(SCRIPT), *args], check=False, cwd=REPO,
+                        capture_output=True, text=True, timeout=300)
+
+
+def test_crowdpose_example_last_line_is_json(shared_data):
+  proc = run("--dataset", "crowdpose",
+             "--annotations", str(shared_data / CROWD_DIR / "example_crowdpose_val.json"),
+             "--results", str(shared_data / CROWD_DIR / "example_crowdpose_preds.json"))
+  assert proc.returncode == 0, proc.stderr
+  lines = proc.stdout.strip().splitlines()
+  metrics = json.loads(lines[-1])
+  assert list(metrics) == ["AP", "AP50", "AP75", "AR", "AR50", "AR75", "AP_easy",
+                           "AP_medium", "AP_hard"]
+  # Values of xtcocotools' keypoints_crowd evaluation (see tests/test_evaluation.py).
+  assert (metrics["AP_easy"], metrics["AP_medium"], metrics["AP_hard"]) == (1.0, 0.9802, 0.4116)
+  assert metrics["AP"] == 0.7877215935879303
+  # Only our table before it: pycocotools' progress lines stay out of stdout.
+  assert len(lines) == 1 + 1 + len(metrics) + 1
+  assert lines[2].split() == ["AP", "0.7877"]
+  assert "Accumulating" not in proc.stdout and "index created" not in proc.stdout
+
+
+def test_coco_example(shared_data):
+  proc = run("--dataset", "coco", "--annotations", str(shared_data / "coco/test_coco.json"),
+             "--results", str(shared_data / "coco/xtcocoapi_examples/example_coco_preds.json"),
+             "--verbose")
+  assert proc.returncode == 0, proc.stderr
+  metrics = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert list(metrics) == ["AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM",
+                           "ARL"]
+  assert metrics["AP"] == 0.8608896054440609
+  assert "Accumulating evaluation results" in proc.stderr     # --verbose: pycocotools on stderr
+
+
+def test_bad_input_exits_non_zero_with_one_line(shared_data, tmp_path):
+  preds = json.loads((shared_data / CROWD_DIR / "example_crowdpose_preds.json").read_text())
+  preds[3]["keypoints"] = preds[3]["keypoints"][:-3]
+  path = tmp_path / "bad.json"
+  path.write_text(json.dumps(preds))
+  proc = run("--dataset", "crowdpose",
+             "--annotations", str(shared_data / CROWD_DIR / "example_crowdpose_val.json"),
+             "--results", str(path))
+  assert proc.returncode == 2
+  assert proc.stdout == ""
+  assert proc.stderr.strip() == (
+      f"eval_results.py: error: {path}: entry 3 (image_id {preds[3]['image_id']}): field "
+      "'keypoints' has 39 values, expected 42 (3 x 14 keypoints of the dataset)")
