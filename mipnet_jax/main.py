@@ -9,6 +9,11 @@ Modes:
   data     the data report of the config's splits: person boxes, the multi-instance
            statistic, skipped records by reason, detection boxes (``--check_images``
            decodes every image once; ``--json``: one JSON line).
+  eval     evaluates ``config.eval.checkpoint`` (or fresh weights, a smoke run) on
+           ``config.eval.splits`` with the protocol of ``config.eval``; writes results,
+           metrics and a table per split under WORKDIR/eval.
+  sweep    AP of the N=1 baseline and MIPNet versus the detector's minimum box
+           confidence on the first eval split: table and PNG under WORKDIR/eval.
 """
 
 from __future__ import annotations
@@ -18,10 +23,10 @@ import json
 from absl import app, flags
 from ml_collections import config_flags
 
-from mipnet_jax import report, runtime
+from mipnet_jax import eval_job, report, runtime
 from mipnet_jax.data import inputs, stats
 
-MODES = ("summary", "data")
+MODES = ("summary", "data", "eval", "sweep")
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py"
                                           "[:ARG]).", lock_config=True)
@@ -49,6 +54,18 @@ def main(argv):
       print(stats.format_reports(reports))
       for name, message in errors.items():
         print(f"{name}: {message}")
+  elif _MODE.value in ("eval", "sweep"):
+    if not _WORKDIR.value:
+      raise app.UsageError(f"--mode={_MODE.value} writes its files under --workdir")
+    if _MODE.value == "eval":
+      for done in eval_job.run_eval(config, _WORKDIR.value):
+        print(done["table"])
+        print(json.dumps(dict(split=done["protocol"]["split"], metrics=done["metrics"],
+                              results=done["paths"]["results"])))
+    else:
+      done = eval_job.run_sweep(config, _WORKDIR.value)
+      print(done["title"] + "\n" + done["table"])
+      print(json.dumps(dict(rows=done["rows"], png=done["paths"]["png"])))
 
 
 if __name__ == "__main__":
