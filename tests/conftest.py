@@ -24,16 +24,25 @@ def shared_data() -> pathlib.Path:
   return path
 
 
+def load_module(path: pathlib.Path, name: str):
+  """Imports the Python file ``path`` (a script or config) as module ``name``."""
+  import importlib.util
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def load_script(name: str):
+  """scripts/<name>.py as a module (the reference re-implementations used as oracles)."""
+  return load_module(REPO_ROOT / "scripts" / f"{name}.py", name)
+
+
 @pytest.fixture(scope="session")
 def load_config():
   """Loads configs/<name>.py[:arg] the way ml_collections' config flags do."""
-  import importlib.util
 
   def load(name: str, arg: str | None = None):
-    path = REPO_ROOT / "configs" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"_config_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
+    return load_module(REPO_ROOT / "configs" / f"{name}.py", f"_config_{name}").get_config(arg)
 
   return load

@@ -1,12 +1,10 @@
 """Heatmap codec: the reference's target rounding and weights, quarter-offset decoding,
 and the encode -> decode -> image round trip through the shared geometry."""
 
-import importlib.util
-
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT
+from conftest import load_script
 from mipnet_jax import codec
 from mipnet_jax.data import geometry
 
@@ -58,16 +56,8 @@ def test_round_trip_through_the_shared_geometry():
   assert np.abs(back - joints_img).max() <= 0.5 * px + 1e-3
 
 
-def _reference_pipeline():
-  spec = importlib.util.spec_from_file_location(
-      "reference_pipeline", REPO_ROOT / "scripts" / "reference_pipeline.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
 def test_vectorised_encoding_equals_the_reference_loop_bit_for_bit():
-  generate_target = _reference_pipeline().generate_target
+  generate_target = load_script("reference_pipeline").generate_target
   rng = np.random.default_rng(0)
   for sigma, input_hw, heatmap_hw in [(2.0, (256, 192), (64, 48)), (3.0, (384, 288), (96, 72)),
                                       (2.5, (256, 192), (64, 48))]:

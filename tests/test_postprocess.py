@@ -2,27 +2,18 @@
 rescoring and the γ discount, single-instance modes, and whole workloads against the
 reference loop (scripts/reference_postprocess.py) bit for bit."""
 
-import importlib.util
 
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT
+from conftest import load_script
 from mipnet_jax import postprocess as pp
 from mipnet_jax.data.meta import get_meta
 
 COCO_SIGMAS = get_meta("coco").sigmas
 
 
-def _load_reference():
-  spec = importlib.util.spec_from_file_location(
-      "reference_postprocess", REPO_ROOT / "scripts" / "reference_postprocess.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-REF = _load_reference()
+REF = load_script("reference_postprocess")
 
 
 def _reference(c: pp.Candidates, sigmas=COCO_SIGMAS, **kw):

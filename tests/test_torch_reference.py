@@ -3,18 +3,14 @@
 The state_dict layouts are compared with the official models' layouts in the shared
 data folder; parameter counts with the published numbers; plus tiny-input forwards.
 """
-import importlib.util
-from pathlib import Path
 
 import pytest
+from conftest import load_script
 
 torch = pytest.importorskip(
     "torch", reason="torch not installed (pip install '.[torch]'); PyTorch reference tests skipped")
 
-_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "torch_reference.py"
-_spec = importlib.util.spec_from_file_location("torch_reference", _SCRIPT)
-tr = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(tr)
+tr = load_script("torch_reference")
 
 MIPNET_SLOTS = (False, False, True, True)
 PARAMS = {

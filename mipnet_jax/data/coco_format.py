@@ -99,6 +99,18 @@ def read_json(path: str):
     raise AnnotationError(f"{path}: not valid JSON ({e})") from None
 
 
+def check_coco_object(data, name: str, fields: tuple[str, ...]) -> dict:
+  """``data`` if it is a COCO annotation object whose ``fields`` are lists; else
+  AnnotationError naming ``name`` (the file) and the field."""
+  if not isinstance(data, dict):
+    raise AnnotationError(f"{name}: expected a COCO annotation object, got a "
+                          f"{type(data).__name__}")
+  for field in fields:
+    if not isinstance(data.get(field), list):
+      raise AnnotationError(f"{name}: top-level field '{field}' missing or not a list")
+  return data
+
+
 def image_table(images: list, ann_path: str) -> dict[int, dict]:
   """COCO ``images`` -> {image id: image dict}; each needs id, file_name, height, width."""
   table = {}
@@ -119,13 +131,7 @@ def image_table(images: list, ann_path: str) -> dict[int, dict]:
 def load_person_records(ann_path: str, meta: DatasetMeta, image_dir: str,
                         input_hw: tuple[int, int]) -> tuple[list[PersonRecord], LoadReport]:
   """Reads a COCO-format keypoint file into person records (see module docstring)."""
-  data = read_json(ann_path)
-  if not isinstance(data, dict):
-    raise AnnotationError(f"{ann_path}: expected a COCO annotation object, got a "
-                          f"{type(data).__name__}")
-  for field in ("images", "annotations"):
-    if not isinstance(data.get(field), list):
-      raise AnnotationError(f"{ann_path}: top-level field '{field}' missing or not a list")
+  data = check_coco_object(read_json(ann_path), ann_path, ("images", "annotations"))
   report = LoadReport(ann_path)
   images = image_table(data["images"], ann_path)
   people = collections.defaultdict(list)   # image_id -> [(ann_id, box, keypoints)]

@@ -29,7 +29,7 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from mipnet_jax.data.coco_format import AnnotationError, read_json
+from mipnet_jax.data.coco_format import AnnotationError, check_coco_object, read_json
 from mipnet_jax.data.meta import DatasetMeta, get_meta
 from mipnet_jax.evaluation.results import results_from_arrays, validate_results
 
@@ -82,12 +82,7 @@ def load_ground_truth(annotations: str | dict, meta: DatasetMeta,
   """
   name = annotations if isinstance(annotations, str) else "annotations"
   data = read_json(annotations) if isinstance(annotations, str) else copy.deepcopy(annotations)
-  if not isinstance(data, dict):
-    raise AnnotationError(f"{name}: expected a COCO annotation object, got a "
-                          f"{type(data).__name__}")
-  for field in ("images", "categories"):
-    if not isinstance(data.get(field), list):
-      raise AnnotationError(f"{name}: top-level field '{field}' missing or not a list")
+  check_coco_object(data, name, ("images", "categories"))
   data.setdefault("annotations", [])      # image-info files (test-dev) have none
   for img in data["images"]:
     if not isinstance(img, dict) or "id" not in img:
