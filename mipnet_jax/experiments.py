@@ -62,6 +62,11 @@ EVALS = {
             dataset="coco", root="", ann="annotations/person_keypoints_val2017.json",
             images="val2017",
             det_file="person_detection_results/COCO_val2017_detections_AP_H_56_person.json"),
+        # Images only: the results file goes to the COCO server (metrics here read -1).
+        "coco_test_dev": dict(
+            dataset="coco", root="", ann="annotations/image_info_test-dev2017.json",
+            images="test2017",
+            det_file="person_detection_results/COCO_test-dev2017_detections_AP_H_609_person.json"),
         "ochuman_val": dict(dataset="ochuman", root="data/ochuman",
                             ann="ochuman_coco_format_val_range_0.00_1.00.json",
                             images="images",

@@ -40,7 +40,8 @@ def test_config_initialises_its_model(load_config, name):
   out = jax.eval_shape(lambda v, x: model.apply(v, x, 2, method=model.predict_instances),
                        v, jax.ShapeDtypeStruct((3, h, w, 3), jnp.float32))
   assert out.shape == (3, 2, h // 4, w // 4, cfg.model.num_keypoints)
-  expected_evals = ({"coco_val", "ochuman_val", "ochuman_test"} if "_coco_" in name
+  expected_evals = ({"coco_val", "coco_test_dev", "ochuman_val", "ochuman_test"}
+                    if "_coco_" in name
                     else {"synthetic_val"} if "_synthetic_" in name
                     else {"crowdpose_val", "crowdpose_test"})
   assert set(cfg.evals) == expected_evals

@@ -113,3 +113,24 @@ def test_protocol_errors_name_the_field(coco_config):
     evaluate.make_protocol(coco_config, "coco_val", "x")
   with pytest.raises(ValueError, match="'nope' is not in config.evals"):
     evaluate.make_protocol(coco_config, "nope", "x")
+
+
+def test_confidence_sweep_script_on_saved_candidates(coco_config, tmp_path):
+  import subprocess
+  import sys
+  from conftest import REPO_ROOT
+  protocol = evaluate.make_protocol(coco_config, "coco_val", "oracle")
+  records, _ = coco_format.load_person_records(protocol.annotations, meta.COCO, "", (128, 96))
+  c = evaluate.flat_candidates(_oracle(records, 2), np.linspace(0.2, 1.0, len(records)),
+                               np.stack([r.scale for r in records]),
+                               np.array([r.image_id for r in records]))
+  evaluate.save_candidates(str(tmp_path / "m.npz"), c)
+  out = subprocess.run(
+      [sys.executable, str(REPO_ROOT / "scripts" / "confidence_sweep.py"), "--dataset", "coco",
+       "--annotations", protocol.annotations, "--candidates", f"MIPNet={tmp_path / 'm.npz'}",
+       "--thresholds", "0", "0.99", "--out", str(tmp_path / "sweep")],
+      capture_output=True, text=True, check=True).stdout
+  rows = json.loads((tmp_path / "sweep" / "sweep.json").read_text())["rows"]
+  assert rows[0]["MIPNet"] == pytest.approx(1.0) and rows[0]["MIPNet_boxes"] == len(records)
+  assert rows[1]["MIPNet_boxes"] == 1 and rows[1]["MIPNet"] < 1.0
+  assert "MIPNet" in out and (tmp_path / "sweep" / "sweep.png").exists()

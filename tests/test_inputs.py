@@ -44,5 +44,5 @@ def test_missing_raw_files_name_the_expected_path(load_config, tmp_path):
                      r"\.json: coco train annotations expected here .*datasets/coco_keypoints"):
     inputs.train_input(c)
   reports, errors = inputs.data_report(c)
-  assert not reports and set(errors) == {"train", "val", "coco_val", "ochuman_val",
-                                         "ochuman_test"}
+  assert not reports and set(errors) == {"train", "val", "coco_val", "coco_test_dev",
+                                         "ochuman_val", "ochuman_test"}
