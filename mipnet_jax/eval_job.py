@@ -14,12 +14,22 @@ import os
 from mipnet_jax import evaluate, sweep
 
 
+def split_names(config) -> list[str]:
+  """``config.eval.splits`` ("coco_val,ochuman_val") as a list of names."""
+  names = [s.strip() for s in str(config.eval.splits).split(",") if s.strip()]
+  if not names:
+    raise ValueError("config.eval.splits names no split (e.g. --config.eval.splits=coco_val)")
+  return names
+
+
 def run_eval(config, workdir: str, show_progress: bool = True) -> list[dict]:
   """Evaluates the configured model on every configured split; returns their summaries."""
   n = config.eval.num_instances or config.num_instances
+  for split in split_names(config):              # config errors before the model loads
+    evaluate.make_protocol(config, split, "")
   model, variables, weights = evaluate.model_and_variables(config, n, config.eval.checkpoint)
   out = []
-  for split in config.eval.splits:
+  for split in split_names(config):
     protocol = evaluate.make_protocol(config, split, weights)
     out.append(evaluate.evaluate_split(config, model, variables, protocol,
                                        os.path.join(workdir, "eval"), show_progress))
@@ -29,7 +39,7 @@ def run_eval(config, workdir: str, show_progress: bool = True) -> list[dict]:
 def run_sweep(config, workdir: str, show_progress: bool = True) -> dict:
   """Baseline and MIPNet over the detector-confidence thresholds; returns the sweep's paths,
   rows and the two evaluations at threshold 0."""
-  split = config.eval.splits[0]
+  split = split_names(config)[0]
   det = config.evals[split].det_file
   if not det:
     raise ValueError(f"sweep: config.evals.{split}.det_file is empty (the sweep filters "

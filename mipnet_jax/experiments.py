@@ -151,7 +151,7 @@ def experiment(arch: str, dataset: str, image_hw: tuple[int, int],
   c.evals = ml_collections.ConfigDict(EVALS[dataset])
   # The evaluation protocol (stamped into every metrics file). N=0: the model's N.
   c.eval = ml_collections.ConfigDict(dict(
-      splits=(next(iter(EVALS[dataset])),),   # names in config.evals to evaluate
+      splits=next(iter(EVALS[dataset])),   # comma-separated names in config.evals
       boxes="gt",                 # "gt" or "detections" (the split's det_file)
       min_box_score=0.0,          # detections below it are dropped
       num_instances=0, flip=True,

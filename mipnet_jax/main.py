@@ -19,14 +19,16 @@ Modes:
 from __future__ import annotations
 
 import json
+import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
-from mipnet_jax import eval_job, report, runtime
+from mipnet_jax import checkpoints, eval_job, report, runtime
 from mipnet_jax.data import inputs, stats
 
 MODES = ("summary", "data", "eval", "sweep")
+USER_ERRORS = (ValueError, OSError, checkpoints.CheckpointError)
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py"
                                           "[:ARG]).", lock_config=True)
@@ -37,6 +39,14 @@ _CHECK_IMAGES = flags.DEFINE_bool("check_images", False, "data: decode every ima
 
 
 def main(argv):
+  try:
+    run(argv)
+  except USER_ERRORS as e:          # bad config, data or checkpoint: one line, no traceback
+    logging.error("%s: %s", type(e).__name__, e)
+    sys.exit(2)
+
+
+def run(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   config = _CONFIG.value

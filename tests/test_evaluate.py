@@ -134,3 +134,11 @@ def test_confidence_sweep_script_on_saved_candidates(coco_config, tmp_path):
   assert rows[0]["MIPNet"] == pytest.approx(1.0) and rows[0]["MIPNet_boxes"] == len(records)
   assert rows[1]["MIPNet_boxes"] == 1 and rows[1]["MIPNet"] < 1.0
   assert "MIPNet" in out and (tmp_path / "sweep" / "sweep.png").exists()
+
+
+def test_eval_splits_are_a_comma_list_checked_before_the_model_loads(coco_config, tmp_path):
+  coco_config.eval.splits = "coco_val, nope"
+  assert eval_job.split_names(coco_config) == ["coco_val", "nope"]
+  with pytest.raises(ValueError, match="'nope' is not in config.evals"):
+    eval_job.run_eval(coco_config, str(tmp_path), show_progress=False)
+  assert not (tmp_path / "eval").exists()
