@@ -59,3 +59,29 @@ def _check_structure(path: str, stored: dict, wanted: dict) -> None:
              for name, keys in (("missing", missing), ("unexpected", extra),
                                 ("shape mismatch", shapes)) if keys]
     raise CheckpointError(f"{path}: checkpoint does not fit the model: " + "; ".join(parts))
+
+
+def load_into(path: str, fresh: dict) -> tuple[dict, list[str]]:
+  """Initialises from a params-only checkpoint (``init_from``): every stored array replaces
+  the fresh one of the same name; names the checkpoint lacks (e.g. the MIMBs when a trained
+  baseline starts MIPNet, as the authors fine-tune) stay fresh and are returned. Stored names
+  the model lacks, or shapes that differ, raise CheckpointError."""
+  path = os.path.abspath(path)
+  if not os.path.isdir(path):
+    raise CheckpointError(f"{path}: init_from checkpoint directory not found")
+  wanted = {k: fresh[k] for k in ("params", "batch_stats")}
+  with ocp.StandardCheckpointer() as ckptr:
+    stored = ckptr.restore(path)
+  have, want = _tree_shapes(stored), _tree_shapes(wanted)
+  extra = sorted(set(have) - set(want))
+  shapes = sorted(k for k in set(have) & set(want) if have[k] != want[k])
+  if extra or shapes:
+    _check_structure(path, {k: have[k] for k in set(have) if k in want or k in extra},
+                     {k: want[k] for k in set(want) if k in have})
+  flat_stored = dict(jax.tree_util.tree_flatten_with_path(stored)[0])
+  flat_stored = {jax.tree_util.keystr(k): v for k, v in flat_stored.items()}
+  leaves, treedef = jax.tree_util.tree_flatten_with_path(wanted)
+  merged = [flat_stored.get(jax.tree_util.keystr(k), v) for k, v in leaves]
+  fresh_names = sorted(jax.tree_util.keystr(k) for k, _ in leaves
+                       if jax.tree_util.keystr(k) not in flat_stored)
+  return jax.tree_util.tree_unflatten(treedef, merged), fresh_names

@@ -28,7 +28,7 @@ ARCHS = {
     "sbl_r152": dict(name="simple_baseline", depth=152),
 }
 QUICK_ARCHS = {
-    "hrnet": dict(width=8, stage_modules=(1, 1, 1), num_blocks=1),
+    "hrnet": dict(width=8, stage_modules=(1, 1, 1), num_blocks=1, stem_width=16),
     "simple_baseline": dict(base_width=8, deconv_features=(16, 16, 16)),
 }
 # Per family, the reference yaml values: colour order, augmentation, schedule (epochs).
@@ -145,6 +145,12 @@ def experiment(arch: str, dataset: str, image_hw: tuple[int, int],
       total_epochs=family["total_epochs"], decay_epochs=family["decay_epochs"],
       decay_factor=0.1, warmup_epochs=0))
   c.init_from = ""   # params-only checkpoint to start from (e.g. ImageNet or COCO weights)
+  # Device mesh (one axis may be -1: the remaining devices); "data" shards the batch.
+  c.mesh_shape = ml_collections.ConfigDict({"data": -1})
+  c.train = ml_collections.ConfigDict(dict(
+      total_steps=0,              # 0: schedule.total_epochs of the training split
+      log_every_steps=100, checkpoint_every_steps=1000, keep_checkpoints=3,
+      async_checkpoints=True, eval_every_epochs=10, progress_every_s=30.0))
   if opts["finetune"]:
     c.schedule.update(total_epochs=110, decay_epochs=(70, 100))
 
@@ -177,4 +183,5 @@ def _make_quick(c: ml_collections.ConfigDict) -> None:
   c.data.update(image_hw=(128, 96), heatmap_hw=(32, 24), sigma=2.0, batch_size=4,
                 num_workers=0)
   c.eval.batch_size = 8
+  c.train.update(log_every_steps=10, checkpoint_every_steps=50, eval_every_epochs=1)
   c.schedule.update(total_epochs=2, decay_epochs=(1,))

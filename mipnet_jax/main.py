@@ -14,6 +14,12 @@ Modes:
            metrics and a table per split under WORKDIR/eval.
   sweep    AP of the N=1 baseline and MIPNet versus the detector's minimum box
            confidence on the first eval split: table and PNG under WORKDIR/eval.
+  train    trains in WORKDIR (resumes from its newest checkpoint; SIGTERM saves and stops).
+  train_and_eval  the same, evaluating config.eval.splits every train.eval_every_epochs
+           and at the end (merged and lambda=0-only APs).
+
+Multi-host: --coordinator_address=HOST:PORT --num_processes=P --process_id=I on every host
+(or the environment JAX reads on TPU / SLURM with --distributed).
 """
 
 from __future__ import annotations
@@ -24,10 +30,10 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from mipnet_jax import checkpoints, eval_job, report, runtime
+from mipnet_jax import checkpoints, eval_job, report, runtime, trainer
 from mipnet_jax.data import inputs, stats
 
-MODES = ("summary", "data", "eval", "sweep")
+MODES = ("summary", "data", "eval", "sweep", "train", "train_and_eval")
 USER_ERRORS = (ValueError, OSError, checkpoints.CheckpointError)
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py"
@@ -36,6 +42,12 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs
 _MODE = flags.DEFINE_enum("mode", "summary", MODES, "What to run.")
 _JSON = flags.DEFINE_bool("json", False, "Print one JSON line instead of a table.")
 _CHECK_IMAGES = flags.DEFINE_bool("check_images", False, "data: decode every image once.")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None,
+                                   "Multi-host: HOST:PORT of process 0's coordinator.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Multi-host: process count.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "Multi-host: this process's index.")
+_DISTRIBUTED = flags.DEFINE_bool("distributed", False,
+                                 "Multi-host from the environment (TPU pods, SLURM).")
 
 
 def main(argv):
@@ -53,6 +65,9 @@ def run(argv):
   if config is None:
     raise app.UsageError("--config is required, e.g. --config=configs/hrnet_w32_coco_256x192.py")
   runtime.configure_cpu_xla(config.model.name)   # before the first JAX computation
+  if _COORDINATOR.value or _DISTRIBUTED.value:
+    import jax
+    jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   if _MODE.value == "summary":
     result = report.model_report(config)
     print(json.dumps(result) if _JSON.value else report.format_report(result))
@@ -76,6 +91,11 @@ def run(argv):
       done = eval_job.run_sweep(config, _WORKDIR.value)
       print(done["title"] + "\n" + done["table"])
       print(json.dumps(dict(rows=done["rows"], png=done["paths"]["png"])))
+  elif _MODE.value in ("train", "train_and_eval"):
+    if not _WORKDIR.value:
+      raise app.UsageError(f"--mode={_MODE.value} needs --workdir")
+    done = trainer.train_and_evaluate(config, _WORKDIR.value, _MODE.value == "train_and_eval")
+    print(trainer.format_summary(config, done))
 
 
 if __name__ == "__main__":

@@ -26,18 +26,20 @@ Dtype = Any
 
 
 class HRStem(nn.Module):
-  """conv3x3 s2 + BN + ReLU, twice (3 -> 64 -> 64), then layer1: [B,H,W,3] -> [B,H/4,W/4,256]."""
+  """conv3x3 s2 + BN + ReLU, twice (3 -> S -> S), then layer1 (4 Bottlenecks of S planes):
+  [B,H,W,3] -> [B,H/4,W/4,4S]; S = 64 in the official HRNet."""
 
+  width: int = 64
   dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    d = self.dtype
-    x = nn.relu(BatchNorm(dtype=d, name="bn1")(conv(64, 3, 2, dtype=d, name="conv1")(x),
+    d, s = self.dtype, self.width
+    x = nn.relu(BatchNorm(dtype=d, name="bn1")(conv(s, 3, 2, dtype=d, name="conv1")(x),
                                                 train=train))
-    x = nn.relu(BatchNorm(dtype=d, name="bn2")(conv(64, 3, 2, dtype=d, name="conv2")(x),
+    x = nn.relu(BatchNorm(dtype=d, name="bn2")(conv(s, 3, 2, dtype=d, name="conv2")(x),
                                                 train=train))
-    return ResLayer(64, 4, dtype=d, name="layer1")(x, train=train)
+    return ResLayer(s, 4, dtype=d, name="layer1")(x, train=train)
 
 
 class Transition(nn.Module):
@@ -144,6 +146,7 @@ class HRNet(TopDownNet):
       C, 2C, 4C, 8C.
     stage_modules: modules of stages 2, 3, 4 (official: 1, 4, 3).
     num_blocks: BasicBlocks per branch per module (official: 4).
+    stem_width: S, the stem and layer1 planes (official: 64; layer1 outputs 4S).
     num_keypoints, mimb_slots, lambda_dim, lambda_code, mimb_reduce, mimb_only_embed,
     dtype: see TopDownNet.
   Call: images [B, H, W, 3], lam [B, lambda_dim] -> heatmaps [B, H/4, W/4, K] float32.
@@ -152,6 +155,7 @@ class HRNet(TopDownNet):
   width: int = 32
   stage_modules: tuple[int, int, int] = (1, 4, 3)
   num_blocks: int = 4
+  stem_width: int = 64
 
   MIMB_PREFIX = "stage"          # stage{k+1}_mimb, the authors' stage{k+1}_se
   MIMB_LINEAR_INIT = "normal"    # N(0, 0.001), as the authors' HRNet init_weights
@@ -160,8 +164,8 @@ class HRNet(TopDownNet):
     c = tuple(self.width * 2 ** i for i in range(4))
     d, m2, m3, m4 = self.dtype, *self.stage_modules
     stage = functools.partial(HRStage, num_blocks=self.num_blocks, dtype=d)
-    self.stem = HRStem(dtype=d)
-    self.transition1 = Transition((256,), c[:2], dtype=d)
+    self.stem = HRStem(self.stem_width, dtype=d)
+    self.transition1 = Transition((4 * self.stem_width,), c[:2], dtype=d)
     self.stage2 = stage(c[:2], m2)
     self.transition2 = Transition(c[:2], c[:3], dtype=d)
     self.stage3 = stage(c[:3], m3)

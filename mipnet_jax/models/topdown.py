@@ -99,7 +99,16 @@ class TopDownNet(nn.Module):
     return self.head(self.trunk(images, train=train), lam, train=train)
 
   def predict_instances(self, images: jax.Array, num_instances: int) -> jax.Array:
-    """Inference for all N instances of each box: trunk once, head once on N x B rows.
+    """Inference for all N instances of each box (``instances`` with train=False)."""
+    return self.instances(images, num_instances, train=False)
+
+  def instances(self, images: jax.Array, num_instances: int, *, train: bool) -> jax.Array:
+    """All N instances of each box: trunk once on B rows, head once on N x B rows.
+
+    In training, BatchNorm layers of the trunk see the B images and those of the head the
+    N x B (image, lambda) pairs: the authors' duplicated batch, without computing the trunk
+    N times (its statistics are the same; only the unbiased running variance uses B - 1
+    instead of N x B - 1).
 
     Args:
       images: [B, H, W, 3] normalised crops.
@@ -113,10 +122,10 @@ class TopDownNet(nn.Module):
       raise ValueError(f"{num_instances} instances need a {self.lambda_code} code wider than "
                        f"this model's lambda_dim={self.lambda_dim}")
     b = images.shape[0]
-    feats = self.trunk(images, train=False)
+    feats = self.trunk(images, train=train)
     feats = tuple(jnp.tile(f, (num_instances,) + (1,) * (f.ndim - 1)) for f in feats)
     lam = encode_lambda(jnp.repeat(jnp.arange(num_instances), b), self.lambda_dim,
                         self.lambda_code)                         # rows are lambda-major
-    heat = self.head(feats, lam, train=False)                      # [N*B, h, w, K]
+    heat = self.head(feats, lam, train=train)                      # [N*B, h, w, K]
     heat = heat.reshape((num_instances, b) + heat.shape[1:])
     return jnp.swapaxes(heat, 0, 1)

@@ -1,0 +1,80 @@
+"""Where training metrics go: WORKDIR/metrics.jsonl and the log always; TensorBoard too when
+clu's metric writers import (the optional ``tensorboard`` extra: they need TensorFlow, which
+must not be a default dependency). Only process 0 writes."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+from absl import logging
+
+
+class JsonlWriter:
+  """Scalars as JSON lines {"step", name: value} plus a log line; images as PNG files."""
+
+  def __init__(self, workdir: str):
+    os.makedirs(workdir, exist_ok=True)
+    self.workdir = workdir
+    self._file = open(os.path.join(workdir, "metrics.jsonl"), "a")
+
+  def write_scalars(self, step: int, scalars: dict) -> None:
+    clean = {k: float(v) for k, v in scalars.items()}
+    self._file.write(json.dumps({"step": int(step), **clean}) + "\n")
+    self._file.flush()
+    logging.info("step %d: %s", step, ", ".join(f"{k}={v:.5g}" for k, v in clean.items()))
+
+  def write_images(self, step: int, images: dict) -> None:
+    import cv2
+    folder = os.path.join(self.workdir, "images")
+    os.makedirs(folder, exist_ok=True)
+    for name, img in images.items():
+      img = np.asarray(img)
+      img = img[0] if img.ndim == 4 else img
+      cv2.imwrite(os.path.join(folder, f"{name}_{int(step):08d}.png"),
+                  cv2.cvtColor(img.astype(np.uint8), cv2.COLOR_RGB2BGR))
+
+  def flush(self) -> None:
+    self._file.flush()
+
+  def close(self) -> None:
+    self._file.close()
+
+
+class MultiWriter:
+  """Fans every call out to several writers."""
+
+  def __init__(self, writers):
+    self.writers = list(writers)
+
+  def write_scalars(self, step, scalars):
+    for w in self.writers:
+      w.write_scalars(step, scalars)
+
+  def write_images(self, step, images):
+    for w in self.writers:
+      w.write_images(step, images)
+
+  def flush(self):
+    for w in self.writers:
+      w.flush()
+
+  def close(self):
+    for w in self.writers:
+      w.close()
+
+
+def create_writer(workdir: str, is_primary: bool):
+  """The writers of a run: none off process 0; JSONL (+ TensorBoard when available)."""
+  if not is_primary:
+    return MultiWriter([])
+  writers = [JsonlWriter(workdir)]
+  try:
+    from clu import metric_writers   # imports TensorFlow; only with the tensorboard extra
+  except ImportError:
+    logging.info("clu metric writers need TensorFlow (pip install -e '.[tensorboard]'); "
+                 "writing %s/metrics.jsonl only", workdir)
+  else:
+    writers.append(metric_writers.SummaryWriter(os.path.join(workdir, "tensorboard")))
+  return MultiWriter(writers)

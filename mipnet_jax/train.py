@@ -1,0 +1,145 @@
+"""Train state, optimiser, loss and the sharded train step.
+
+One step takes a global batch of B images with the targets of all N instances of each
+(``data/transforms.py``): the trunk runs once per image, the lambda head on the N x B
+(image, lambda) pairs, and the loss is the reference's target-weighted heatmap MSE averaged
+over joints and pairs. Under ``jit`` with the batch sharded over the mesh's data axis, XLA
+computes BatchNorm statistics and gradients over the global batch (all-reduces it inserts).
+A step whose loss is not finite leaves the state unchanged and reports it, so nothing corrupt
+is ever saved.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from mipnet_jax.codec import render_heatmaps
+from mipnet_jax.data.image import normalize
+from mipnet_jax.losses import keypoint_mse
+from mipnet_jax.models import init_variables
+
+
+class TrainState(flax.struct.PyTreeNode):
+  """step (int32 scalar), params and batch_stats (float32), opt_state (optax)."""
+
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+
+  @property
+  def variables(self) -> dict:
+    return {"params": self.params, "batch_stats": self.batch_stats}
+
+
+def learning_rate(base: float, steps_per_epoch: int, decay_epochs, decay_factor: float,
+                  warmup_epochs: float = 0.0) -> optax.Schedule:
+  """The reference's MultiStepLR (x decay_factor at each epoch of ``decay_epochs``), by step,
+  optionally after a linear warm-up from 0 over ``warmup_epochs``."""
+  boundaries = {int(round(e * steps_per_epoch)): decay_factor for e in decay_epochs}
+  steps = optax.piecewise_constant_schedule(base, boundaries)
+  warmup = int(round(warmup_epochs * steps_per_epoch))
+  if warmup <= 0:
+    return steps
+  return optax.join_schedules([optax.linear_schedule(0.0, base, warmup), steps], [warmup])
+
+
+def make_optimizer(name: str, schedule: optax.Schedule,
+                   weight_decay: float = 0.0) -> optax.GradientTransformation:
+  """Adam as the reference (torch.optim.Adam, no weight decay), or AdamW when decay > 0."""
+  if name != "adam":
+    raise ValueError(f"config.optim.name must be 'adam', got {name!r}")
+  if weight_decay:
+    return optax.adamw(schedule, weight_decay=weight_decay)
+  return optax.adam(schedule)
+
+
+def create_state(model, tx: optax.GradientTransformation, image_hw: tuple[int, int],
+                 rng: jax.Array, variables: dict | None = None) -> TrainState:
+  """A fresh train state (or one around given ``variables``) at step 0."""
+  variables = variables or init_variables(model, image_hw, rng)
+  return TrainState(step=jnp.zeros((), jnp.int32), params=variables["params"],
+                    batch_stats=variables["batch_stats"],
+                    opt_state=tx.init(variables["params"]))
+
+
+def loss_and_stats(model, params, batch_stats, batch: dict, num_instances: int,
+                   sigma: float) -> tuple[jax.Array, Any]:
+  """(loss, new batch_stats) of a batch: image [B,h,w,3] uint8, target_windows [B,N,K,4],
+  target_weight [B,N,K]."""
+  heat, updates = model.apply({"params": params, "batch_stats": batch_stats},
+                              normalize(batch["image"]), num_instances, train=True,
+                              method=model.instances, mutable=["batch_stats"])
+  b, n, h, w, k = heat.shape
+  target = render_heatmaps(batch["target_windows"], batch["target_weight"], (h, w), sigma,
+                           xp=jnp)
+  loss = keypoint_mse(heat.reshape(b * n, h, w, k), target.reshape(b * n, h, w, k),
+                      batch["target_weight"].reshape(b * n, k))
+  return loss, updates["batch_stats"]
+
+
+def train_step(state: TrainState, batch: dict, *, model, tx, num_instances: int,
+               sigma: float) -> tuple[TrainState, dict]:
+  """One optimisation step; returns the new state and {"loss", "grad_norm", "finite"}."""
+  def loss_fn(params):
+    return loss_and_stats(model, params, state.batch_stats, batch, num_instances, sigma)
+
+  (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  new = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
+                      batch_stats=batch_stats, opt_state=opt_state)
+  finite = jnp.isfinite(loss)
+  # A non-finite step keeps the old state (step included), so no NaN reaches a checkpoint.
+  new = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, state)
+  return new, {"loss": loss, "grad_norm": optax.global_norm(grads), "finite": finite}
+
+
+def make_mesh(mesh_shape: dict[str, int]) -> Mesh:
+  """A device mesh over every (global) device; one axis may be -1 (the rest of the devices).
+  The data axis is called "data"."""
+  names = tuple(mesh_shape)
+  sizes = list(mesh_shape.values())
+  count = jax.device_count()
+  if sizes.count(-1) > 1:
+    raise ValueError(f"config.mesh_shape {mesh_shape}: at most one axis may be -1")
+  known = int(np.prod([s for s in sizes if s != -1]))
+  sizes = [count // known if s == -1 else s for s in sizes]
+  if int(np.prod(sizes)) != count or "data" not in names:
+    raise ValueError(f"config.mesh_shape {mesh_shape} does not cover the {count} devices with "
+                     f"a 'data' axis")
+  return Mesh(np.asarray(jax.devices()).reshape(sizes), names)
+
+
+def shardings(mesh: Mesh) -> tuple[NamedSharding, NamedSharding]:
+  """(state sharding: replicated, batch sharding: leading axis over "data")."""
+  return NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+
+
+def jit_train_step(model, tx, num_instances: int, sigma: float, mesh: Mesh):
+  """``train_step`` jitted over ``mesh`` with the state donated."""
+  repl, data = shardings(mesh)
+
+  def step(state, batch):
+    return train_step(state, batch, model=model, tx=tx, num_instances=num_instances,
+                      sigma=sigma)
+
+  return jax.jit(step, in_shardings=(repl, data), out_shardings=(repl, repl),
+                 donate_argnums=0)
+
+
+def global_batch(local: dict, mesh: Mesh) -> dict:
+  """This process's numpy batch -> global jax arrays sharded over "data" (every process
+  passes its own rows; the global batch is their concatenation in process order)."""
+  _, data = shardings(mesh)
+  return {k: jax.make_array_from_process_local_data(data, np.asarray(v))
+          for k, v in local.items()}
+
+
+TRAIN_KEYS = ("image", "target_windows", "target_weight")
