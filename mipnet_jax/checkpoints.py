@@ -26,13 +26,34 @@ def save_variables(path: str, variables: dict) -> str:
   return path
 
 
+def training_checkpoint(path: str) -> str | None:
+  """The ``state`` item of a training checkpoint that ``path`` names: a run's workdir (its
+  newest checkpoint), its ``checkpoints`` folder, or one ``checkpoints/<step>``; else None."""
+  if os.path.isdir(os.path.join(path, "checkpoints")):
+    path = os.path.join(path, "checkpoints")
+  steps = [int(d) for d in os.listdir(path) if d.isdigit()] if os.path.isdir(path) else []
+  if steps:
+    path = os.path.join(path, str(max(steps)))
+  state = os.path.join(path, "state")
+  return state if os.path.isdir(state) else None
+
+
 def load_variables(path: str, abstract: dict) -> dict:
-  """Reads a ``save_variables`` checkpoint shaped like ``abstract`` (e.g. ``jax.eval_shape``
-  of the model's init). A missing path or a mismatched structure raises CheckpointError."""
+  """Reads the model variables shaped like ``abstract`` (e.g. ``jax.eval_shape`` of the
+  model's init) from a ``save_variables`` checkpoint or from a training run (workdir, its
+  checkpoints folder or one step: the newest step's params and batch_stats). A missing path
+  or a mismatched structure raises CheckpointError."""
   path = os.path.abspath(path)
   if not os.path.isdir(path):
     raise CheckpointError(f"{path}: checkpoint directory not found")
   target = {k: abstract[k] for k in ("params", "batch_stats")}
+  state = training_checkpoint(path)
+  if state is not None:
+    with ocp.StandardCheckpointer() as ckptr:
+      stored = ckptr.restore(state)
+    stored = {k: stored[k] for k in target if k in stored}
+    _check_structure(state, _tree_shapes(stored), _tree_shapes(target))
+    return stored
   with ocp.StandardCheckpointer() as ckptr:
     try:
       stored = ckptr.metadata(path)

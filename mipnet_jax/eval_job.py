@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from mipnet_jax import evaluate, sweep
+from mipnet_jax import checkpoints, evaluate, sweep
 
 
 def split_names(config) -> list[str]:
@@ -27,7 +27,10 @@ def run_eval(config, workdir: str, show_progress: bool = True) -> list[dict]:
   n = config.eval.num_instances or config.num_instances
   for split in split_names(config):              # config errors before the model loads
     evaluate.make_protocol(config, split, "")
-  model, variables, weights = evaluate.model_and_variables(config, n, config.eval.checkpoint)
+  checkpoint = config.eval.checkpoint
+  if not checkpoint and checkpoints.training_checkpoint(os.path.abspath(workdir)):
+    checkpoint = workdir                          # the run's own newest checkpoint
+  model, variables, weights = evaluate.model_and_variables(config, n, checkpoint)
   out = []
   for split in split_names(config):
     protocol = evaluate.make_protocol(config, split, weights)

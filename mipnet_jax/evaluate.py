@@ -197,7 +197,9 @@ def model_and_variables(config, num_instances: int, checkpoint: str):
                                 jax.random.key(config.seed))
   if not checkpoint:
     return model, init(), "freshly initialised (no checkpoint)"
-  return model, checkpoints.load_variables(checkpoint, jax.eval_shape(init)), checkpoint
+  variables = checkpoints.load_variables(checkpoint, jax.eval_shape(init))
+  state = checkpoints.training_checkpoint(os.path.abspath(checkpoint))
+  return model, variables, os.path.dirname(state) if state else checkpoint
 
 
 def evaluate_split(config, model, variables, protocol: Protocol, out_dir: str,

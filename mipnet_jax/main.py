@@ -25,6 +25,7 @@ Multi-host: --coordinator_address=HOST:PORT --num_processes=P --process_id=I on 
 from __future__ import annotations
 
 import json
+import logging as pylogging
 import sys
 
 from absl import app, flags, logging
@@ -50,7 +51,16 @@ _DISTRIBUTED = flags.DEFINE_bool("distributed", False,
                                  "Multi-host from the environment (TPU pods, SLURM).")
 
 
+class _QuietLibraries(pylogging.Filter):
+  """Drops the INFO chatter of orbax and JAX internals from the log (warnings stay)."""
+
+  def filter(self, record: pylogging.LogRecord) -> bool:
+    return record.levelno >= pylogging.WARNING or not any(
+        part in record.pathname for part in ("/orbax/", "/jax/_src/", "/grain/"))
+
+
 def main(argv):
+  logging.get_absl_handler().addFilter(_QuietLibraries())
   try:
     run(argv)
   except USER_ERRORS as e:          # bad config, data or checkpoint: one line, no traceback

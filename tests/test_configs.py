@@ -42,7 +42,7 @@ def test_config_initialises_its_model(load_config, name):
   assert out.shape == (3, 2, h // 4, w // 4, cfg.model.num_keypoints)
   expected_evals = ({"coco_val", "coco_test_dev", "ochuman_val", "ochuman_test"}
                     if "_coco_" in name
-                    else {"synthetic_val"} if "_synthetic_" in name
+                    else {"synthetic_val", "synthetic_val_pairs"} if "_synthetic_" in name
                     else {"crowdpose_val", "crowdpose_test"})
   assert set(cfg.evals) == expected_evals
 

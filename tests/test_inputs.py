@@ -32,7 +32,7 @@ def test_synthetic_default_trains_without_downloads(synthetic_config):
 
 def test_data_report_of_a_config(synthetic_config):
   reports, errors = inputs.data_report(synthetic_config, decode_images=True)
-  assert set(reports) == {"train", "val", "synthetic_val"} and not errors
+  assert set(reports) == {"train", "val", "synthetic_val", "synthetic_val_pairs"} and not errors
   assert reports["val"]["boxes"] == reports["synthetic_val"]["boxes"] > 0
   assert reports["train"]["image_check"]["bad"] == 0
 

@@ -31,7 +31,7 @@ import numpy as np
 from mipnet_jax.data.coco_format import count_multi_instance, load_person_records
 from mipnet_jax.data.meta import COCO
 
-VERSION = 1
+VERSION = 2
 SPLITS = ("train", "val")
 SKELETON = ((16, 14), (14, 12), (17, 15), (15, 13), (12, 13), (6, 12), (7, 13), (6, 7),
             (6, 8), (7, 9), (8, 10), (9, 11), (2, 3), (1, 2), (1, 3), (2, 4), (3, 5), (4, 6),
@@ -384,10 +384,17 @@ def write_split(root: str, split: str, seed: int, num_images: int,
       annotations.append(dict(id=len(annotations) + 1, image_id=i + 1, **ann))
   path = os.path.join(root, "annotations", f"person_keypoints_{split}.json")
   os.makedirs(os.path.dirname(path), exist_ok=True)
-  _write_json(path, dict(
-      info=dict(description=f"mipnet_jax synthetic crowd v{VERSION}, seed {seed}",
-                version=str(VERSION)),
-      licenses=[], images=images, annotations=annotations, categories=categories()))
+  info = dict(description=f"mipnet_jax synthetic crowd v{VERSION}, seed {seed}",
+              version=str(VERSION))
+  _write_json(path, dict(info=info, licenses=[], images=images, annotations=annotations,
+                         categories=categories()))
+  # The crowded subset: images whose scene is an occluding pair (the boxes holding two
+  # people, where a single-instance network fails).
+  pair_ids = {img["id"] for img in images if img["scene"] == "pair"}
+  _write_json(path.replace(".json", "_pairs.json"), dict(
+      info=info, licenses=[], images=[img for img in images if img["id"] in pair_ids],
+      annotations=[a for a in annotations if a["image_id"] in pair_ids],
+      categories=categories()))
   return path
 
 
