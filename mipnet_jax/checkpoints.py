@@ -83,7 +83,8 @@ def _check_structure(path: str, stored: dict, wanted: dict) -> None:
 
 
 def load_into(path: str, fresh: dict) -> tuple[dict, list[str]]:
-  """Initialises from a params-only checkpoint (``init_from``): every stored array replaces
+  """Initialises from a variables checkpoint or a training run (``init_from``): every stored
+  array replaces
   the fresh one of the same name; names the checkpoint lacks (e.g. the MIMBs when a trained
   baseline starts MIPNet, as the authors fine-tune) stay fresh and are returned. Stored names
   the model lacks, or shapes that differ, raise CheckpointError."""
@@ -91,8 +92,10 @@ def load_into(path: str, fresh: dict) -> tuple[dict, list[str]]:
   if not os.path.isdir(path):
     raise CheckpointError(f"{path}: init_from checkpoint directory not found")
   wanted = {k: fresh[k] for k in ("params", "batch_stats")}
+  state = training_checkpoint(path)          # a training run: its newest step's variables
   with ocp.StandardCheckpointer() as ckptr:
-    stored = ckptr.restore(path)
+    stored = ckptr.restore(state or path)
+  stored = {k: stored[k] for k in wanted if k in stored}
   have, want = _tree_shapes(stored), _tree_shapes(wanted)
   extra = sorted(set(have) - set(want))
   shapes = sorted(k for k in set(have) & set(want) if have[k] != want[k])
