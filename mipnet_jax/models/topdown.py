@@ -123,9 +123,10 @@ class TopDownNet(nn.Module):
                        f"this model's lambda_dim={self.lambda_dim}")
     b = images.shape[0]
     feats = self.trunk(images, train=train)
-    feats = tuple(jnp.tile(f, (num_instances,) + (1,) * (f.ndim - 1)) for f in feats)
-    lam = encode_lambda(jnp.repeat(jnp.arange(num_instances), b), self.lambda_dim,
-                        self.lambda_code)                         # rows are lambda-major
-    heat = self.head(feats, lam, train=train)                      # [N*B, h, w, K]
-    heat = heat.reshape((num_instances, b) + heat.shape[1:])
-    return jnp.swapaxes(heat, 0, 1)
+    # Image-major rows (row b * N + lambda): an image's N copies stay on the device that
+    # holds the image when the batch is sharded, so the head needs no all-gather.
+    feats = tuple(jnp.repeat(f, num_instances, axis=0) for f in feats)
+    lam = encode_lambda(jnp.tile(jnp.arange(num_instances), b), self.lambda_dim,
+                        self.lambda_code)
+    heat = self.head(feats, lam, train=train)                      # [B*N, h, w, K]
+    return heat.reshape((b, num_instances) + heat.shape[1:])
