@@ -48,7 +48,10 @@ def learning_rate(base: float, steps_per_epoch: int, decay_epochs, decay_factor:
   warmup = int(round(warmup_epochs * steps_per_epoch))
   if warmup <= 0:
     return steps
-  return optax.join_schedules([optax.linear_schedule(0.0, base, warmup), steps], [warmup])
+  # join_schedules hands the second schedule the steps since the warm-up ended; the decay
+  # epochs count from the start of training (MultiStepLR's milestones), so shift back.
+  return optax.join_schedules([optax.linear_schedule(0.0, base, warmup),
+                               lambda step: steps(step + warmup)], [warmup])
 
 
 def make_optimizer(name: str, schedule: optax.Schedule,

@@ -68,18 +68,42 @@ def checkpoint_manager(workdir: str, cfg) -> ocp.CheckpointManager:
 
 def restore_latest(mngr, abstract_state, iterator):
   """The newest readable checkpoint -> (state, step), or (None, 0) when there is none. A
-  checkpoint that fails to restore (truncated, half written) is skipped with a warning."""
+  checkpoint that fails to restore (truncated, half written) on any process is skipped with
+  a warning and renamed to ``<step>.unreadable`` (kept for inspection): orbax would otherwise
+  still count it, refuse to save that step again and skip periodic saves up to it."""
   for step in sorted(mngr.all_steps(), reverse=True):
     try:
       restored = mngr.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(abstract_state),
           data=grain.checkpoint.CheckpointRestore(iterator)))
+      error = None
     except Exception as e:      # noqa: BLE001  (orbax raises many kinds for broken files)
-      logging.warning("checkpoint %d in %s is unreadable (%s: %s); trying the previous one",
-                      step, mngr.directory, type(e).__name__, str(e).splitlines()[0][:200])
-      continue
-    return restored["state"], step
+      error = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}" if str(e) else repr(e)
+    if _all_processes(error is None):
+      return restored["state"], step
+    logging.warning("checkpoint %d in %s is unreadable (%s); trying the previous one", step,
+                    mngr.directory, error or "on another process")
+    _set_aside(mngr, step)
   return None, 0
+
+
+def _all_processes(ok: bool) -> bool:
+  if jax.process_count() == 1:
+    return ok
+  return bool(np.all(multihost_utils.process_allgather(np.array([ok]))))
+
+
+def _set_aside(mngr, step: int) -> None:
+  """Renames checkpoint ``step`` (process 0) so that orbax no longer lists it."""
+  path = os.path.join(os.fspath(mngr.directory), str(step))
+  if jax.process_index() == 0 and os.path.isdir(path):
+    target, n = f"{path}.unreadable", 1
+    while os.path.exists(target):
+      target, n = f"{path}.unreadable-{n}", n + 1
+    os.rename(path, target)
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(f"set aside checkpoint {step}")
+  mngr.reload()
 
 
 def save(mngr, step: int, state, iterator, config, force: bool = False) -> None:
@@ -164,12 +188,15 @@ def train_and_evaluate(config, workdir: str, evaluate_during: bool = False) -> d
   logging.info("%s; %d steps per epoch of %d boxes, %d steps, global batch %d on %d devices",
                report, per_epoch, report.num_records, total, config.data.batch_size,
                jax.device_count())
-  summary = _loop(config, workdir, model, state, start, total, per_epoch, step_fn, iterator,
-                  mesh, writer, mngr, evaluate_during)
-  mngr.wait_until_finished()
-  mngr.close()
-  writer.close()
-  return summary
+  try:
+    return _loop(config, workdir, model, state, start, total, per_epoch, step_fn, iterator,
+                 mesh, writer, mngr, evaluate_during)
+  finally:
+    # Also when the loop raises (NonFiniteLossError): finish the checkpoint in flight, the
+    # last good one, before the process goes away.
+    mngr.wait_until_finished()
+    mngr.close()
+    writer.close()
 
 
 # Averages over the steps between two log lines (created, not annotated: this module uses
