@@ -36,12 +36,12 @@ def test_same_seed_same_bytes_other_seed_differs(small, tmp_path):
   synthetic.generate(str(tmp_path / "again"), seed=0, workers=1, **SMALL)
   synthetic.generate(str(tmp_path / "seed1"), seed=1, workers=1, **SMALL)
   base = _hashes(small)
-  assert len(base) == 20 + 5 + 2 + 1    # JPEGs, two annotation files, the manifest
+  assert len(base) == 20 + 5 + 4 + 1    # JPEGs, 2 annotation + 2 pairs-subset files, manifest
   assert _hashes(tmp_path / "again") == base
   other = _hashes(tmp_path / "seed1")
   assert other.keys() == base.keys()
   differing = [k for k in base if other[k] != base[k]]
-  assert len(differing) == len(base)     # every image, both annotation files and the manifest
+  assert len(differing) == len(base)     # every image, every annotation file and the manifest
 
 
 def test_worker_processes_do_not_change_the_output(tmp_path):
@@ -173,3 +173,11 @@ def test_cli(tmp_path, capsys):
   out = json.loads(capsys.readouterr().out)
   assert out["seed"] == 2 and out["counts"]["val"]["images"] == 1
   assert out["counts"]["train"]["boxes"] == len(_annotations(tmp_path)["annotations"])
+
+
+def test_pairs_subset_holds_exactly_the_pair_images(small):
+  full = _annotations(small, "val")
+  pairs = json.loads((small / "annotations" / "person_keypoints_val_pairs.json").read_text())
+  want = {img["id"] for img in full["images"] if img["scene"] == "pair"}
+  assert {img["id"] for img in pairs["images"]} == want
+  assert pairs["annotations"] == [a for a in full["annotations"] if a["image_id"] in want]
