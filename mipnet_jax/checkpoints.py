@@ -84,8 +84,7 @@ def _check_structure(path: str, stored: dict, wanted: dict) -> None:
 
 def load_into(path: str, fresh: dict) -> tuple[dict, list[str]]:
   """Initialises from a variables checkpoint or a training run (``init_from``): every stored
-  array replaces
-  the fresh one of the same name; names the checkpoint lacks (e.g. the MIMBs when a trained
+  array replaces the fresh one of the same name; names the checkpoint lacks (e.g. the MIMBs when a trained
   baseline starts MIPNet, as the authors fine-tune) stay fresh and are returned. Stored names
   the model lacks, or shapes that differ, raise CheckpointError."""
   path = os.path.abspath(path)
@@ -97,11 +96,8 @@ def load_into(path: str, fresh: dict) -> tuple[dict, list[str]]:
     stored = ckptr.restore(state or path)
   stored = {k: stored[k] for k in wanted if k in stored}
   have, want = _tree_shapes(stored), _tree_shapes(wanted)
-  extra = sorted(set(have) - set(want))
-  shapes = sorted(k for k in set(have) & set(want) if have[k] != want[k])
-  if extra or shapes:
-    _check_structure(path, {k: have[k] for k in set(have) if k in want or k in extra},
-                     {k: want[k] for k in set(want) if k in have})
+  # Names the checkpoint lacks may stay fresh; unknown names and other shapes may not.
+  _check_structure(path, have, {k: v for k, v in want.items() if k in have})
   flat_stored = dict(jax.tree_util.tree_flatten_with_path(stored)[0])
   flat_stored = {jax.tree_util.keystr(k): v for k, v in flat_stored.items()}
   leaves, treedef = jax.tree_util.tree_flatten_with_path(wanted)

@@ -12,6 +12,7 @@ import dataclasses
 import os
 
 from mipnet_jax import checkpoints, evaluate, sweep
+from mipnet_jax.data import inputs
 
 
 def split_names(config) -> list[str]:
@@ -47,7 +48,7 @@ def run_sweep(config, workdir: str, show_progress: bool = True) -> dict:
   if not det:
     raise ValueError(f"sweep: config.evals.{split}.det_file is empty (the sweep filters "
                      f"detector boxes by confidence)")
-  root = config.evals[split].root or config.data.root
+  root = inputs.eval_root(config, split)
   out_dir = os.path.join(workdir, "eval", f"sweep_{split}")
   models = {}
   for name, n, checkpoint in (("baseline", 1, config.eval.baseline_checkpoint),

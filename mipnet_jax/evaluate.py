@@ -67,7 +67,7 @@ def make_protocol(config, split: str, weights: str) -> Protocol:
   if ev.boxes == "detections" and not det:
     raise ValueError(f"config.eval.boxes='detections' but config.evals.{split}.det_file is "
                      f"empty")
-  root = config.evals[split].root or config.data.root
+  root = inputs.eval_root(config, split)
   n = ev.num_instances or config.num_instances
   if ev.keep_lambda >= n:
     raise ValueError(f"config.eval.keep_lambda={ev.keep_lambda} needs N > {ev.keep_lambda}")

@@ -23,8 +23,7 @@ READMES = {"coco": "datasets/coco_keypoints/README.md", "crowdpose": "datasets/c
 def split_files(data, split: str) -> tuple[str, str, object]:
   """(annotation JSON, image folder, image-bytes source) of ``split`` ('train' or 'val')."""
   if data.name == "synthetic":
-    g = data.synthetic
-    synthetic.ensure(data.root, g.seed, g.num_train, g.num_val, tuple(g.image_hw))
+    _ensure_synthetic(data, data.root)
   if data.get("prepared_dir"):
     if data.name not in TFDS_NAMES:
       raise ValueError(f"data.prepared_dir: dataset {data.name!r} has no prepared form "
@@ -77,11 +76,20 @@ def eval_files(config, name: str) -> tuple[str, str, str]:
   """(dataset, annotation JSON, image folder) of ``config.evals[name]``; an empty eval root
   means the training data's root. The synthetic set is generated if needed."""
   ev = config.evals[name]
-  root = ev.root or config.data.root
+  root = eval_root(config, name)
   if ev.dataset == "synthetic":
-    g = config.data.synthetic
-    synthetic.ensure(root, g.seed, g.num_train, g.num_val, tuple(g.image_hw))
+    _ensure_synthetic(config.data, root)
   return ev.dataset, os.path.join(root, ev.ann), os.path.join(root, ev.images)
+
+
+def eval_root(config, name: str) -> str:
+  """The folder ``config.evals[name]``'s paths are relative to (empty root: the data's)."""
+  return config.evals[name].root or config.data.root
+
+
+def _ensure_synthetic(data, root: str) -> None:
+  g = data.synthetic
+  synthetic.ensure(root, g.seed, g.num_train, g.num_val, tuple(g.image_hw))
 
 
 def data_report(config, decode_images: bool = False) -> tuple[dict, dict]:
@@ -100,7 +108,7 @@ def data_report(config, decode_images: bool = False) -> tuple[dict, dict]:
       if split is None:
         dataset, ann_path, image_dir = eval_files(config, name)
         if cfg.det_file:
-          det = os.path.join(cfg.root or data.root, cfg.det_file)
+          det = os.path.join(eval_root(config, name), cfg.det_file)
       else:
         ann_path, image_dir, _ = split_files(cfg, split)
         dataset = cfg.name
