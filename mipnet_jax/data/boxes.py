@@ -48,7 +48,10 @@ def gt_boxes(records: list[PersonRecord]) -> list[BoxRecord]:
                     r.ann_id) for r in records]
 
 
-def _check_detection(det, index: int, path: str, images: dict) -> None:
+UNKNOWN_IMAGE = "is not an image of the annotation file (a detection file of another split?)"
+
+
+def _check_detection(det, index: int, path: str, images, unknown: str = UNKNOWN_IMAGE) -> None:
   where = f"{path}: detection {index}"
   if not isinstance(det, dict):
     raise AnnotationError(f"{where}: expected an object with fields {DETECTION_FIELDS}")
@@ -56,8 +59,7 @@ def _check_detection(det, index: int, path: str, images: dict) -> None:
     if field not in det:
       raise AnnotationError(f"{where}: field '{field}' missing")
   if det["image_id"] not in images:
-    raise AnnotationError(f"{where}: field 'image_id' {det['image_id']!r} is not an image "
-                          f"of the annotation file (a detection file of another split?)")
+    raise AnnotationError(f"{where}: field 'image_id' {det['image_id']!r} {unknown}")
   box = det["bbox"]
   if not (isinstance(box, list) and len(box) == 4
           and all(isinstance(v, (int, float)) for v in box)):
@@ -68,24 +70,23 @@ def _check_detection(det, index: int, path: str, images: dict) -> None:
     raise AnnotationError(f"{where}: field 'bbox' or 'score' holds NaN or infinite values")
 
 
-def load_detections(det_path: str, ann_path: str, image_dir: str, input_hw: tuple[int, int],
-                    min_score: float = 0.0) -> tuple[list[BoxRecord], LoadReport]:
-  """Reads a detection file for the images of the annotation file ``ann_path``.
+def read_detections(det_path: str, image_ids, min_score: float = 0.0,
+                    unknown: str = UNKNOWN_IMAGE) -> tuple[list[tuple[int, dict]], LoadReport]:
+  """The usable person detections of a detection file whose entries all name an image of
+  ``image_ids`` (any container of ids; else AnnotationError ending in ``unknown``).
 
-  Returns the boxes (file order) and a report whose skips count non-person entries, boxes
-  below ``min_score`` and boxes with non-positive width or height.
+  Returns (index in the file, detection) pairs in file order and a report whose skips count
+  non-person entries, boxes below ``min_score`` and boxes with non-positive width or height.
   """
   dets = read_json(det_path)
   if not isinstance(dets, list):
     raise AnnotationError(f"{det_path}: a detection file is a JSON list of "
                           f"{{{', '.join(DETECTION_FIELDS)}}} objects, got a "
                           f"{type(dets).__name__}")
-  data = read_json(ann_path)
-  images = image_table(data.get("images", []) if isinstance(data, dict) else [], ann_path)
   report = LoadReport(det_path)
-  boxes = []
+  kept = []
   for index, det in enumerate(dets):
-    _check_detection(det, index, det_path, images)
+    _check_detection(det, index, det_path, image_ids, unknown)
     if det["category_id"] != PERSON_CATEGORY:
       report.skipped["not a person"] += 1
     elif det["score"] < min_score:
@@ -93,12 +94,27 @@ def load_detections(det_path: str, ann_path: str, image_dir: str, input_hw: tupl
     elif det["bbox"][2] <= 0 or det["bbox"][3] <= 0:
       report.skipped["box without area"] += 1
     else:
-      img = images[det["image_id"]]
-      box = np.asarray(det["bbox"], np.float32)
-      center, scale = box_to_center_scale(box, input_hw)
-      boxes.append(BoxRecord(det["image_id"], os.path.join(image_dir, img["file_name"]),
-                             (img["height"], img["width"]), box, center, scale,
-                             float(det["score"]), index))
-  report.num_records = len(boxes)
-  report.num_images = len({b.image_id for b in boxes})
+      kept.append((index, det))
+  report.num_records = len(kept)
+  report.num_images = len({det["image_id"] for _, det in kept})
+  return kept, report
+
+
+def load_detections(det_path: str, ann_path: str, image_dir: str, input_hw: tuple[int, int],
+                    min_score: float = 0.0) -> tuple[list[BoxRecord], LoadReport]:
+  """Reads a detection file for the images of the annotation file ``ann_path``.
+
+  Returns the boxes (file order) and the report of ``read_detections``.
+  """
+  data = read_json(ann_path)
+  images = image_table(data.get("images", []) if isinstance(data, dict) else [], ann_path)
+  kept, report = read_detections(det_path, images, min_score)
+  boxes = []
+  for index, det in kept:
+    img = images[det["image_id"]]
+    box = np.asarray(det["bbox"], np.float32)
+    center, scale = box_to_center_scale(box, input_hw)
+    boxes.append(BoxRecord(det["image_id"], os.path.join(image_dir, img["file_name"]),
+                           (img["height"], img["width"]), box, center, scale,
+                           float(det["score"]), index))
   return boxes, report

@@ -1,0 +1,145 @@
+"""``--mode=export``: a model as an inference bundle (layout and contract in serving.py).
+
+The exported function takes the variables as its first argument instead of baking them in
+as constants: the serialized function holds the graph only (0.17 MB for the quick HRNet), the
+weights are the orbax checkpoint that evaluation and fine-tuning read as well, and one function
+file serves every checkpoint of the architecture. The price is that the loader needs the
+variables' tree, which bundle.json stores (shape and dtype of every array), so loading needs
+orbax but not flax or the model code. The batch dimension is symbolic
+(``jax.export.symbolic_shape("b")``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+
+from mipnet_jax import checkpoints, codec, evaluate, inference, serving
+from mipnet_jax.data.geometry import BOX_PADDING, PIXEL_STD
+from mipnet_jax.data.meta import get_meta
+
+
+def crop_to_image(coords: jax.Array, centers: jax.Array, scales: jax.Array,
+                  heatmap_hw: tuple[int, int]) -> jax.Array:
+  """Heatmap pixels [b, ..., K, 2] of boxes with centers / scales [b, 2] -> image pixels,
+  float32: ``codec.heatmap_to_image`` in closed form (rotation 0: one step of
+  200 * sx / w image pixels per heatmap pixel on both axes, about the crop's centre)."""
+  h, w = heatmap_hw
+  step = scales[:, 0] * np.float32(PIXEL_STD / w)                          # [b]
+  origin = centers - step[:, None] * np.array([w * 0.5, h * 0.5], np.float32)
+  lead = (slice(None),) + (None,) * (coords.ndim - 2)
+  return coords * step[lead + (None,)] + origin[lead]
+
+
+def serving_function(model, num_instances: int, flip_permutation: np.ndarray | None,
+                     heatmap_hw: tuple[int, int]):
+  """The exported function ``f(variables, crops uint8 [b, h, w, 3], centers [b, 2],
+  scales [b, 2]) -> (keypoints [b, N, K, 2] image pixels, maxvals [b, N, K])`` (not jitted):
+  ``inference.predict_heatmaps``, device decoding, then ``crop_to_image``."""
+  def predict(variables, crops, centers, scales):
+    heat = inference.predict_heatmaps(model, variables, crops, num_instances, flip_permutation)
+    coords, maxvals = codec.decode_heatmaps(heat, xp=jnp)
+    return crop_to_image(coords, centers, scales, heatmap_hw), maxvals
+  return predict
+
+
+def _tree_spec(tree) -> dict:
+  """Variables -> {name: subtree | {"shape", "dtype"}} (bundle.json's "variables")."""
+  if isinstance(tree, dict):
+    return {k: _tree_spec(v) for k, v in tree.items()}
+  return dict(shape=list(tree.shape), dtype=np.dtype(tree.dtype).name)
+
+
+def make_manifest(config, variables: dict, num_instances: int, weights: str,
+                  platforms: tuple[str, ...]) -> dict:
+  """bundle.json: the contract's sizes and settings, the variables' tree and provenance."""
+  return dict(
+      format=serving.BUNDLE_FORMAT, version=serving.BUNDLE_VERSION,
+      experiment=config.experiment, architecture=config.model.name, weights=weights,
+      dataset=config.data.name, input_hw=list(config.data.image_hw),
+      heatmap_hw=list(config.data.heatmap_hw), num_instances=num_instances,
+      num_keypoints=int(config.model.num_keypoints), color=config.data.color,
+      box_padding=BOX_PADDING, flip=bool(config.eval.flip), decode="quarter",
+      batch_size=int(config.eval.batch_size), platforms=list(platforms),
+      jax_version=jax.__version__,
+      inputs=["variables", "crops uint8 [b, h, w, 3]", "centers float32 [b, 2]",
+              "scales float32 [b, 2]"],
+      outputs=["keypoints float32 [b, N, K, 2] image (x, y)", "maxvals float32 [b, N, K]"],
+      variables=_tree_spec({k: variables[k] for k in ("params", "batch_stats")}))
+
+
+def export_function(model, variables: dict, config, num_instances: int,
+                    platforms: tuple[str, ...] | None = None) -> jax.export.Exported:
+  """``serving_function`` of ``config`` exported with a symbolic batch size ``b``."""
+  if config.eval.decode != "quarter":
+    raise ValueError(f"export decodes on the device: config.eval.decode must be 'quarter', "
+                     f"got {config.eval.decode!r} (DARK needs the heatmaps on the host)")
+  perm = get_meta(config.data.name).flip_permutation if config.eval.flip else None
+  fn = serving_function(model, num_instances, perm, tuple(config.data.heatmap_hw))
+  b, = jax.export.symbolic_shape("b")
+  h, w = config.data.image_hw
+  args = (jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), variables),
+          jax.ShapeDtypeStruct((b, h, w, 3), jnp.uint8),
+          jax.ShapeDtypeStruct((b, 2), jnp.float32), jax.ShapeDtypeStruct((b, 2), jnp.float32))
+  return jax.export.export(jax.jit(fn), platforms=platforms)(*args)
+
+
+def export_bundle(config, model, variables: dict, out_dir: str, weights: str = "",
+                  platforms: tuple[str, ...] | None = None) -> dict[str, str]:
+  """Writes the bundle of ``model`` with ``variables`` to the new or empty folder
+  ``out_dir``; returns its files by kind (function, variables, manifest, config)."""
+  if os.path.exists(out_dir) and os.listdir(out_dir):
+    raise ValueError(f"{out_dir}: export folder exists and is not empty (remove it or pass "
+                     f"another --export_dir)")
+  variables = {k: variables[k] for k in ("params", "batch_stats")}
+  n = config.eval.num_instances or config.num_instances
+  exported = export_function(model, variables, config, n, platforms)
+  os.makedirs(out_dir, exist_ok=True)
+  paths = dict(function=os.path.join(out_dir, serving.FUNCTION),
+               variables=os.path.join(out_dir, serving.VARIABLES),
+               manifest=os.path.join(out_dir, serving.MANIFEST),
+               config=os.path.join(out_dir, serving.CONFIG))
+  with open(paths["function"], "wb") as f:
+    f.write(exported.serialize())
+  checkpoints.save_variables(paths["variables"], variables)
+  with open(paths["manifest"], "w") as f:
+    json.dump(make_manifest(config, variables, n, weights, exported.platforms), f, indent=1)
+  with open(paths["config"], "w") as f:
+    f.write(config.to_json(indent=1))
+  return paths
+
+
+def resolve_checkpoint(config, workdir: str | None) -> str:
+  """``config.eval.checkpoint``, else the newest checkpoint of ``workdir`` (if any), else ""
+  (freshly initialised weights, as eval_job.run_eval chooses)."""
+  if config.eval.checkpoint:
+    return config.eval.checkpoint
+  if workdir and checkpoints.training_checkpoint(os.path.abspath(workdir)):
+    return workdir
+  return ""
+
+
+def run_export(config, workdir: str | None, export_dir: str = "",
+               platforms: str = "") -> dict:
+  """``--mode=export``: the bundle of the configured checkpoint under ``export_dir`` (default
+  WORKDIR/export); ``platforms`` a comma list (cpu, cuda, rocm, tpu; default this JAX's
+  backend). Returns {"paths", "weights", "platforms", "bytes"}."""
+  out_dir = export_dir or (os.path.join(workdir, "export") if workdir else "")
+  if not out_dir:
+    raise ValueError("--mode=export writes under --export_dir or WORKDIR/export: pass one")
+  n = config.eval.num_instances or config.num_instances
+  checkpoint = resolve_checkpoint(config, workdir)
+  model, variables, weights = evaluate.model_and_variables(config, n, checkpoint)
+  if not checkpoint:
+    logging.warning("exporting FRESHLY INITIALISED weights (no config.eval.checkpoint and no "
+                    "checkpoint in --workdir): the bundle predicts nothing useful")
+  names = tuple(p.strip() for p in platforms.split(",") if p.strip()) or None
+  paths = export_bundle(config, model, variables, out_dir, weights, names)
+  manifest = serving.read_manifest(out_dir)
+  return dict(paths=paths, weights=weights, platforms=manifest["platforms"],
+              bytes=os.path.getsize(paths["function"]))
