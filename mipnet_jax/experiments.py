@@ -84,11 +84,12 @@ EVALS = {
     "synthetic": {
         "synthetic_val": dict(dataset="synthetic", root="",
                               ann="annotations/person_keypoints_val.json", images="images/val",
-                              det_file=""),
+                              det_file="annotations/person_detections_val.json"),
         # Only the images of occluding pairs: boxes that hold two people.
         "synthetic_val_pairs": dict(dataset="synthetic", root="",
                                     ann="annotations/person_keypoints_val_pairs.json",
-                                    images="images/val", det_file=""),
+                                    images="images/val",
+                                    det_file="annotations/person_detections_val_pairs.json"),
     },
 }
 SWEEP_THRESHOLDS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)

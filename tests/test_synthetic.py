@@ -36,7 +36,8 @@ def test_same_seed_same_bytes_other_seed_differs(small, tmp_path):
   synthetic.generate(str(tmp_path / "again"), seed=0, workers=1, **SMALL)
   synthetic.generate(str(tmp_path / "seed1"), seed=1, workers=1, **SMALL)
   base = _hashes(small)
-  assert len(base) == 20 + 5 + 4 + 1    # JPEGs, 2 annotation + 2 pairs-subset files, manifest
+  # JPEGs, 2 annotation + 2 pairs-subset files, 2 detection + 2 pairs-subset files, manifest
+  assert len(base) == 20 + 5 + 4 + 4 + 1
   assert _hashes(tmp_path / "again") == base
   other = _hashes(tmp_path / "seed1")
   assert other.keys() == base.keys()
@@ -139,7 +140,7 @@ def test_crowding(small):
     anns = [a for a in data["annotations"] if a["image_id"] == image_id]
     boxes = [np.array(a["bbox"], np.float64) for a in anns]
     ious = [synthetic.box_iou(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1:]]
-    assert any(0.3 <= iou <= 0.8 for iou in ious)
+    assert any(synthetic.PAIR_IOU[0] <= iou <= synthetic.PAIR_IOU[1] for iou in ious)
     assert any(1 in a["keypoints"][2::3] for a in anns)   # the back person is occluded
   records, _ = load_person_records(
       str(small / "annotations" / "person_keypoints_train.json"), COCO,
@@ -181,3 +182,19 @@ def test_pairs_subset_holds_exactly_the_pair_images(small):
   want = {img["id"] for img in full["images"] if img["scene"] == "pair"}
   assert {img["id"] for img in pairs["images"]} == want
   assert pairs["annotations"] == [a for a in full["annotations"] if a["image_id"] in want]
+
+
+@pytest.mark.parametrize("split", ["train", "val", "val_pairs"])
+def test_detection_files_load_for_their_annotations(small, split):
+  from mipnet_jax.data import boxes
+  base, _, pairs = split.partition("_")
+  ann = small / "annotations" / f"person_keypoints_{split}.json"
+  det = small / "annotations" / f"person_detections_{split}.json"
+  found, report = boxes.load_detections(str(det), str(ann), str(small / "images" / base),
+                                        (256, 192))
+  dets = json.loads(det.read_text())
+  assert len(found) == len(dets) > 0 and not report.skipped
+  if pairs:       # the subset file holds exactly the full file's boxes of the pair images
+    full = json.loads((small / "annotations" / f"person_detections_{base}.json").read_text())
+    ids = {img["id"] for img in json.loads(ann.read_text())["images"]}
+    assert dets == [d for d in full if d["image_id"] in ids]

@@ -2,11 +2,15 @@
 
 The embedded default dataset: articulated stick-and-blob people with the 17 COCO joints on
 cluttered backgrounds. Most images hold a "pair": a back person B partly covered by a front
-person A, with box IoU 0.3-0.8, so B's padded crop shows most of A. A single-output net must
-pick one of the two people in such a crop; MIPNet's instance 1 predicts the other one.
+person A, with box IoU 0.55-0.95 (A shifted by at most 35% of B's width), so the two boxes
+nearly coincide, as in OCHuman. A single-output net must pick one of the two
+people in such a crop, and tends to pick the same one for both boxes; MIPNet's instance 1
+predicts the other one.
 
-Layout under ``root``: ``annotations/person_keypoints_{train,val}.json``,
-``images/{train,val}/000000000001.jpg`` and ``MANIFEST.json`` (the parameters and counts).
+Layout under ``root``: ``annotations/person_keypoints_{train,val}.json`` (and ``*_pairs.json``,
+the pair images only), ``annotations/person_detections_{train,val}[_pairs].json`` (boxes of
+a simulated detector, data/simulated_detector.py), ``images/{train,val}/000000000001.jpg`` and
+``MANIFEST.json`` (the parameters and counts).
 Points are (x, y), sizes (h, w). Left limbs (the person's left, the image's right: everyone
 faces the camera) are a lighter shade of the person's colour, right limbs a darker one.
 A joint outside the image has v=0 (stored as 0, 0, 0), one under a person drawn in front
@@ -28,10 +32,11 @@ import re
 import cv2
 import numpy as np
 
+from mipnet_jax.data import simulated_detector
 from mipnet_jax.data.coco_format import count_multi_instance, load_person_records
 from mipnet_jax.data.meta import COCO
 
-VERSION = 2
+VERSION = 3
 SPLITS = ("train", "val")
 SKELETON = ((16, 14), (14, 12), (17, 15), (15, 13), (12, 13), (6, 12), (7, 13), (6, 7),
             (6, 8), (7, 9), (8, 10), (9, 11), (2, 3), (1, 2), (1, 3), (2, 4), (3, 5), (4, 6),
@@ -39,7 +44,8 @@ SKELETON = ((16, 14), (14, 12), (17, 15), (15, 13), (12, 13), (6, 12), (7, 13), 
 SCENES = ("single", "pair", "crowd")
 SCENE_PROBS = (0.15, 0.6, 0.25)
 MIN_VISIBLE = 4        # a placement may not leave a person behind with fewer visible joints
-PAIR_IOU = (0.3, 0.8)
+PAIR_IOU = (0.55, 0.95)
+PAIR_SHIFT = (0.0, 0.35)   # |dx| of the front person, in units of the back one's width
 _SHIFT = 4             # cv2 fixed-point bits: sub-pixel drawing
 _FILE_RE = re.compile(r"^\d{12}\.jpg$")
 
@@ -283,8 +289,8 @@ def add_pair(rng: np.random.Generator, scene: list[Figure], image_hw: tuple[int,
     size = e[2:] - e[:2]
     front = make_figure(rng, float(np.clip(back.height * rng.uniform(.8, 1.2), 60, 220)))
     for _ in range(tries):
-      dx = rng.choice([-1, 1]) * rng.uniform(.1, .6) * size[0]
-      dy = rng.uniform(-.15, .15) * size[1]
+      dx = rng.choice([-1, 1]) * rng.uniform(*PAIR_SHIFT) * size[0]
+      dy = rng.uniform(-.1, .1) * size[1]
       cand = place(front, (e[:2] + e[2:]) / 2 + (dx, dy), image_hw)
       iou = box_iou(box_of(back.mask), box_of(cand.mask))
       if (PAIR_IOU[0] <= iou <= PAIR_IOU[1] and _acceptable(cand, scene, 8)
@@ -395,6 +401,12 @@ def write_split(root: str, split: str, seed: int, num_images: int,
       info=info, licenses=[], images=[img for img in images if img["id"] in pair_ids],
       annotations=[a for a in annotations if a["image_id"] in pair_ids],
       categories=categories()))
+  # Boxes of a simulated detector (confidence falls with occlusion), for the detection
+  # protocol and the confidence sweep.
+  det_path = os.path.join(root, "annotations", f"person_detections_{split}.json")
+  simulated_detector.write_detections(
+      dict(images=images, annotations=annotations), [seed, split_index, 0x5D], det_path,
+      {det_path.replace(".json", "_pairs.json"): pair_ids})
   return path
 
 
