@@ -10,13 +10,10 @@ from __future__ import annotations
 import json
 import os
 
-import matplotlib
 import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from mipnet_jax import evaluate  # noqa: E402
+from mipnet_jax import evaluate
 
 
 def run_sweep(models: dict, thresholds) -> list[dict]:
@@ -42,7 +39,9 @@ def format_sweep(rows: list[dict], names: list[str]) -> str:
 
 def plot_sweep(rows: list[dict], names: list[str], path: str, title: str) -> None:
   """AP versus minimum detector confidence, one line per model, as a PNG."""
-  fig, ax = plt.subplots(figsize=(5.5, 3.8), dpi=120)
+  # A Figure of its own (no pyplot): no global backend switch, so notebooks keep inline plots.
+  fig = Figure(figsize=(5.5, 3.8), dpi=120)
+  ax = fig.subplots()
   ts = [r["threshold"] for r in rows]
   for name in names:
     ax.plot(ts, [100 * r[name] for r in rows], marker="o", label=name)
@@ -54,7 +53,6 @@ def plot_sweep(rows: list[dict], names: list[str], path: str, title: str) -> Non
   ax.legend()
   fig.tight_layout()
   fig.savefig(path)
-  plt.close(fig)
 
 
 def write_sweep(rows: list[dict], names: list[str], out_dir: str, title: str) -> dict:
