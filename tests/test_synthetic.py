@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from mipnet_jax.data import synthetic
+from mipnet_jax.data import synthetic_scene as scene
 from mipnet_jax.data.coco_format import count_multi_instance, load_person_records
 from mipnet_jax.data.meta import COCO
 
@@ -86,11 +87,11 @@ def test_keypoints_in_their_tight_box_and_v0_exactly_outside(small):
   for index in range(20):
     # The generator's own scene for this image: same per-image rng, same draws as render().
     rng = np.random.default_rng([0, 0, index])
-    synthetic.make_background(rng, HW)
-    _, scene = synthetic.make_scene(rng, HW)
+    scene.make_background(rng, HW)
+    _, people = scene.make_scene(rng, HW)
     anns = by_image[index + 1]
-    assert len(anns) == len(scene)
-    for fig, ann in zip(scene, anns):
+    assert len(anns) == len(people)
+    for fig, ann in zip(people, anns):
       kpts = np.array(ann["keypoints"], np.float64).reshape(17, 3)
       x, y, w, h = ann["bbox"]
       ys, xs = np.nonzero(fig.mask)
@@ -108,29 +109,6 @@ def test_keypoints_in_their_tight_box_and_v0_exactly_outside(small):
   assert outside_total > 0     # some people are cut by the image border
 
 
-def test_occlusion_labels_constructed():
-  rng = np.random.default_rng(7)
-  fig = synthetic.make_figure(rng, 120.)
-  back = synthetic.place(fig, (80., 128.), HW)
-  front = synthetic.place(fig, (80., 128.), HW)      # the same body exactly in front
-  apart = synthetic.place(synthetic.make_figure(rng, 60.), (215., 128.), HW)
-  cut = synthetic.place(synthetic.make_figure(rng, 120.), (5., 128.), HW)   # half outside
-  anns = synthetic.annotate([back, apart, cut, front])
-  v = [np.array(a["keypoints"][2::3]) for a in anns]
-  assert np.all(v[0] == 1)                      # covered everywhere by `front`
-  assert np.all(v[1] == 2) and np.all(v[3] == 2)
-  left_of_image = cut.joints[:, 0] < 0
-  assert 0 < left_of_image.sum() < 17
-  np.testing.assert_array_equal(v[2] == 0, left_of_image)
-  # A person in front hides only the joints under its body: shift it and some show again.
-  side = synthetic.place(fig, (80. + 0.3 * 120, 128.), HW)
-  v_side = np.array(synthetic.annotate([back, side])[0]["keypoints"][2::3])
-  assert (v_side == 1).any() and (v_side == 2).any()
-  for k in np.flatnonzero(v_side == 2):
-    x, y = np.round(back.joints[k]).astype(int)
-    assert side.mask[y, x] == 0
-
-
 def test_crowding(small):
   data = _annotations(small)
   scenes = {img["id"]: img["scene"] for img in data["images"]}
@@ -139,8 +117,8 @@ def test_crowding(small):
   for image_id in pairs:
     anns = [a for a in data["annotations"] if a["image_id"] == image_id]
     boxes = [np.array(a["bbox"], np.float64) for a in anns]
-    ious = [synthetic.box_iou(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1:]]
-    assert any(synthetic.PAIR_IOU[0] <= iou <= synthetic.PAIR_IOU[1] for iou in ious)
+    ious = [scene.box_iou(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1:]]
+    assert any(scene.PAIR_IOU[0] <= iou <= scene.PAIR_IOU[1] for iou in ious)
     assert any(1 in a["keypoints"][2::3] for a in anns)   # the back person is occluded
   records, _ = load_person_records(
       str(small / "annotations" / "person_keypoints_train.json"), COCO,
