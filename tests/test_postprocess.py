@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import load_script
+from mipnet_jax import oks_nms as nms
 from mipnet_jax import postprocess as pp
 from mipnet_jax.data.meta import get_meta
 
@@ -45,37 +46,12 @@ def _single_image(keypoints, box_score, area=10000.0, lam=None):
                        np.zeros(n, np.int64), np.zeros(n, np.int64) if lam is None else lam)
 
 
-def test_oks_hand_computed_two_joints():
-  g = np.array([[0.0, 0.0], [10.0, 10.0]])
-  d = np.array([[3.0, 4.0], [10.0, 10.0]])       # joint 0 is 5 px away, joint 1 exact
-  sigmas = (0.1, 0.2)
-  # s = (100 + 300) / 2 + eps; e_0 = 25 / (2 * 0.1)^2 / 200 / 2 = 1.5625, e_1 = 0.
-  value = pp.oks(g, d, 100.0, 300.0, sigmas)
-  assert value == pytest.approx((np.exp(-1.5625) + 1.0) / 2, rel=1e-15)
-  assert pp.oks(d, g, 300.0, 100.0, sigmas) == value      # symmetric, bit for bit
-  assert pp.oks(g, g, 100.0, 300.0, sigmas) == 1.0
-  ref = REF.oks_iou(np.c_[g, [1, 1]].ravel(), np.c_[d, [1, 1]].reshape(1, -1), 100.0,
-                    np.array([300.0]), np.array(sigmas))
-  assert ref[0] == value
-
-
-def test_oks_equals_reference_oks_iou_bit_for_bit():
-  rng = np.random.default_rng(0)
-  kp = rng.normal(300, 40, (40, 17, 3)).astype(np.float32)
-  area = rng.uniform(1e3, 1e5, 40)
-  table = pp.oks(kp[:, None], kp[None, :], area[:, None], area[None, :], COCO_SIGMAS)
-  flat = kp.reshape(40, -1)
-  for i in range(0, 40, 7):
-    ref = REF.oks_iou(flat[i], flat, area[i], area, np.array(COCO_SIGMAS))
-    np.testing.assert_array_equal(table[i], ref)
-
-
 def test_suppression_chain_a_drops_b_and_c_survives():
   # One sigma 0.1, s = 10000: a shift of 8 px gives OKS exp(-64/800) = 0.923 > 0.9, 16 px
   # gives exp(-256/800) = 0.726. A suppresses B; B would suppress C but is gone.
   sigmas = (0.1, 0.1)
   c = _single_image(_shifted([0.0, 8.0, 16.0]), [0.9, 0.8, 0.7])
-  assert pp.oks(c.keypoints[0], c.keypoints[1], 1e4, 1e4, sigmas) == pytest.approx(
+  assert nms.oks(c.keypoints[0], c.keypoints[1], 1e4, 1e4, sigmas) == pytest.approx(
       np.exp(-0.08))
   kept = _assert_same_as_reference(c, sigmas)
   np.testing.assert_array_equal(kept.index, [0, 2])
@@ -88,7 +64,7 @@ def test_suppression_chain_a_drops_b_and_c_survives():
 def test_threshold_boundary_oks_equal_to_threshold_is_kept():
   sigmas = (0.1, 0.1)
   c = _single_image(_shifted([0.0, 8.0]), [0.9, 0.8])
-  value = float(pp.oks(c.keypoints[0], c.keypoints[1], 1e4, 1e4, sigmas))
+  value = float(nms.oks(c.keypoints[0], c.keypoints[1], 1e4, 1e4, sigmas))
   at = _assert_same_as_reference(c, sigmas, nms_threshold=value)
   np.testing.assert_array_equal(at.index, [0, 1])               # OKS == thr: kept
   below = _assert_same_as_reference(c, sigmas, nms_threshold=np.nextafter(value, 0.0))
@@ -199,8 +175,8 @@ def test_prefilter_changes_nothing():
   rows, starts = pp._image_blocks(c.image_id, np.arange(len(c)), np.zeros(len(c), np.int64))
   args = (c.keypoints[rows], c.area[rows], scores[rows], starts, COCO_SIGMAS)
   for threshold in (0.5, 0.9, 0.97, 1.0):
-    np.testing.assert_array_equal(pp.oks_nms(*args, threshold=threshold),
-                                  pp.oks_nms(*args, threshold=threshold, prefilter=False))
+    np.testing.assert_array_equal(nms.oks_nms(*args, threshold=threshold),
+                                  nms.oks_nms(*args, threshold=threshold, prefilter=False))
 
 
 def test_prefilter_is_exact_at_its_tightest():
@@ -215,7 +191,7 @@ def test_prefilter_is_exact_at_its_tightest():
   assert 0 < len(kept.index) - n // 2 < n // 2     # some second candidates survive, some not
   rows, starts = pp._image_blocks(c.image_id, np.arange(n), np.zeros(n, np.int64))
   args = (c.keypoints[rows], c.area[rows], c.box_score[rows], starts, (0.1, 0.1))
-  np.testing.assert_array_equal(pp.oks_nms(*args), pp.oks_nms(*args, prefilter=False))
+  np.testing.assert_array_equal(nms.oks_nms(*args), nms.oks_nms(*args, prefilter=False))
 
 
 def test_single_instance_modes():
