@@ -23,14 +23,22 @@ def split_names(config) -> list[str]:
   return names
 
 
+def resolve_checkpoint(config, workdir: str | None) -> str:
+  """The weights eval, export and predict use: ``config.eval.checkpoint``, else the newest
+  checkpoint of ``workdir`` (if any), else "" (freshly initialised weights)."""
+  if config.eval.checkpoint:
+    return config.eval.checkpoint
+  if workdir and checkpoints.training_checkpoint(os.path.abspath(workdir)):
+    return workdir                                # the run's own newest checkpoint
+  return ""
+
+
 def run_eval(config, workdir: str, show_progress: bool = True) -> list[dict]:
   """Evaluates the configured model on every configured split; returns their summaries."""
   n = config.eval.num_instances or config.num_instances
   for split in split_names(config):              # config errors before the model loads
     evaluate.make_protocol(config, split, "")
-  checkpoint = config.eval.checkpoint
-  if not checkpoint and checkpoints.training_checkpoint(os.path.abspath(workdir)):
-    checkpoint = workdir                          # the run's own newest checkpoint
+  checkpoint = resolve_checkpoint(config, workdir)
   model, variables, weights = evaluate.model_and_variables(config, n, checkpoint)
   out = []
   for split in split_names(config):

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from mipnet_jax import checkpoints, codec, evaluate, inference, serving
+from mipnet_jax import checkpoints, codec, eval_job, evaluate, inference, serving
 from mipnet_jax.data.geometry import BOX_PADDING, PIXEL_STD
 from mipnet_jax.data.meta import get_meta
 
@@ -46,6 +46,23 @@ def serving_function(model, num_instances: int, flip_permutation: np.ndarray | N
     coords, maxvals = codec.decode_heatmaps(heat, xp=jnp)
     return crop_to_image(coords, centers, scales, heatmap_hw), maxvals
   return predict
+
+
+def require_device_decode(config) -> None:
+  """Export and predict decode on the device: a ValueError unless config.eval.decode is
+  "quarter" (cheap; callers check before loading weights)."""
+  if config.eval.decode != "quarter":
+    raise ValueError(f"export and predict decode on the device: config.eval.decode must be "
+                     f"'quarter', got {config.eval.decode!r} (DARK needs the heatmaps on the "
+                     f"host)")
+
+
+def config_serving_function(config, model, num_instances: int):
+  """``serving_function`` with ``config.eval``'s flip test and the data's heatmap size; the
+  device decodes, so ``config.eval.decode`` must be "quarter"."""
+  require_device_decode(config)
+  perm = get_meta(config.data.name).flip_permutation if config.eval.flip else None
+  return serving_function(model, num_instances, perm, tuple(config.data.heatmap_hw))
 
 
 def _tree_spec(tree) -> dict:
@@ -76,11 +93,7 @@ def make_manifest(config, variables: dict, num_instances: int, weights: str,
 def export_function(model, variables: dict, config, num_instances: int,
                     platforms: tuple[str, ...] | None = None) -> jax.export.Exported:
   """``serving_function`` of ``config`` exported with a symbolic batch size ``b``."""
-  if config.eval.decode != "quarter":
-    raise ValueError(f"export decodes on the device: config.eval.decode must be 'quarter', "
-                     f"got {config.eval.decode!r} (DARK needs the heatmaps on the host)")
-  perm = get_meta(config.data.name).flip_permutation if config.eval.flip else None
-  fn = serving_function(model, num_instances, perm, tuple(config.data.heatmap_hw))
+  fn = config_serving_function(config, model, num_instances)
   b, = jax.export.symbolic_shape("b")
   h, w = config.data.image_hw
   args = (jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), variables),
@@ -114,16 +127,6 @@ def export_bundle(config, model, variables: dict, out_dir: str, weights: str = "
   return paths
 
 
-def resolve_checkpoint(config, workdir: str | None) -> str:
-  """``config.eval.checkpoint``, else the newest checkpoint of ``workdir`` (if any), else ""
-  (freshly initialised weights, as eval_job.run_eval chooses)."""
-  if config.eval.checkpoint:
-    return config.eval.checkpoint
-  if workdir and checkpoints.training_checkpoint(os.path.abspath(workdir)):
-    return workdir
-  return ""
-
-
 def run_export(config, workdir: str | None, export_dir: str = "",
                platforms: str = "") -> dict:
   """``--mode=export``: the bundle of the configured checkpoint under ``export_dir`` (default
@@ -132,8 +135,9 @@ def run_export(config, workdir: str | None, export_dir: str = "",
   out_dir = export_dir or (os.path.join(workdir, "export") if workdir else "")
   if not out_dir:
     raise ValueError("--mode=export writes under --export_dir or WORKDIR/export: pass one")
+  require_device_decode(config)
   n = config.eval.num_instances or config.num_instances
-  checkpoint = resolve_checkpoint(config, workdir)
+  checkpoint = eval_job.resolve_checkpoint(config, workdir)
   model, variables, weights = evaluate.model_and_variables(config, n, checkpoint)
   if not checkpoint:
     logging.warning("exporting FRESHLY INITIALISED weights (no config.eval.checkpoint and no "

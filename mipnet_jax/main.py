@@ -170,7 +170,7 @@ def run_predict(config) -> None:
     runtime.configure_cpu_xla(serving.read_manifest(_BUNDLE.value)["architecture"])
     predictor = predict.Predictor.from_bundle(_BUNDLE.value)
   else:
-    checkpoint = export.resolve_checkpoint(config, _WORKDIR.value)
+    checkpoint = eval_job.resolve_checkpoint(config, _WORKDIR.value)
     predictor = predict.Predictor.from_config(config, checkpoint)
   done = predict.run_predict(predictor, _IMAGES.value, out_dir, _BOXES.value,
                              _ANNOTATIONS.value, draw_min_score=_DRAW_MIN_SCORE.value)

@@ -86,17 +86,14 @@ class Predictor:
   def from_config(cls, config, checkpoint: str | None = None) -> Predictor:
     """The model of ``config`` with ``checkpoint`` (None: ``config.eval.checkpoint``; "":
     freshly initialised weights, with a warning), jitted in this process."""
-    if config.eval.decode != "quarter":
-      raise ValueError(f"predict decodes on the device: config.eval.decode must be 'quarter', "
-                       f"got {config.eval.decode!r}")
+    export.require_device_decode(config)
     checkpoint = config.eval.checkpoint if checkpoint is None else checkpoint
     n = config.eval.num_instances or config.num_instances
     model, variables, weights = evaluate.model_and_variables(config, n, checkpoint)
     if not checkpoint:
       logging.warning("predicting with FRESHLY INITIALISED weights (no checkpoint): the poses "
                       "mean nothing")
-    perm = get_meta(config.data.name).flip_permutation if config.eval.flip else None
-    fn = jax.jit(export.serving_function(model, n, perm, tuple(config.data.heatmap_hw)))
+    fn = jax.jit(export.config_serving_function(config, model, n))
     manifest = export.make_manifest(config, variables, n, weights, ())
     boxes_fn = serving.BoxPredictor(lambda *a: fn(variables, *a), manifest)
     return cls(boxes_fn, get_meta(config.data.name), Merge.from_eval(config.eval), weights)

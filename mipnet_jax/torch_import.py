@@ -109,15 +109,12 @@ def _entries(variables: Mapping[str, Any]) -> dict[str, Entry]:
 
 
 @functools.lru_cache(maxsize=16)
-def variable_shapes(model: TopDownNet, image_hw: tuple[int, int] = PROBE_HW) -> Any:
-  """{'params', 'batch_stats'} of ``model`` as ShapeDtypeStructs (jax.eval_shape of its init,
-  no compile), cached: modules are hashable dataclasses, so equal models share one trace."""
-  return abstract_variables(model, tuple(image_hw))
-
-
 @functools.lru_cache(maxsize=16)
 def _model_entries(model: TopDownNet, image_hw: tuple[int, int]) -> tuple[Any, dict[str, Entry]]:
-  abstract = variable_shapes(model, image_hw)
+  """The model's variables as ShapeDtypeStructs (``jax.eval_shape`` of its init, no compile)
+  and their entries; cached, since modules are hashable dataclasses and equal models share
+  one trace."""
+  abstract = abstract_variables(model, tuple(image_hw))
   return abstract, _entries(abstract)
 
 

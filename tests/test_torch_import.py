@@ -22,6 +22,7 @@ from flax import traverse_util
 
 from mipnet_jax import checkpoints, experiments, torch_import, torch_names
 from mipnet_jax.models import build_model, encode_lambda
+from mipnet_jax.report import abstract_variables
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # (our arch, config arg, reference file, reference model). Baselines are N=1; the authors'
@@ -49,7 +50,7 @@ def make_model(arch: str, arg: str = "", **model_fields):
 
 
 def abstract(model):
-  return torch_import.variable_shapes(model, TORCH_HW)
+  return abstract_variables(model, TORCH_HW)
 
 
 def random_variables(model, seed: int = 0):
