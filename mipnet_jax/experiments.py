@@ -97,6 +97,28 @@ FLAGS = ("quick", "baseline", "bf16", "finetune")
 DEMO_EPOCHS = 10     # synthetic:quick, ~1,200 steps of 32 boxes
 
 
+# Fields renamed since earlier versions: old dotted name -> new one (check_renamed, main's
+# override errors).
+RENAMED = {"evals": "eval_data"}
+
+
+def check_renamed(config: ml_collections.ConfigDict) -> None:
+  """A config (e.g. a user's own file) that still sets a renamed field: ValueError naming the
+  new one."""
+  for old, new in RENAMED.items():
+    if old in config:
+      raise ValueError(f"config.{old} was renamed to config.{new}")
+
+
+def renamed_field(name: str) -> str | None:
+  """The new dotted name of an override path that starts with a renamed field, else None
+  ('evals.coco_val.det_file' -> 'eval_data.coco_val.det_file')."""
+  for old, new in RENAMED.items():
+    if name == old or name.startswith(old + "."):
+      return new + name[len(old):]
+  return None
+
+
 def parse_arg(arg: str | None) -> dict:
   """'quick,n=3' -> {'quick': True, 'baseline': False, ..., 'n': 3}."""
   out = {flag: False for flag in FLAGS}
@@ -160,10 +182,11 @@ def experiment(arch: str, dataset: str, image_hw: tuple[int, int],
   if opts["finetune"]:
     c.schedule.update(total_epochs=110, decay_epochs=(70, 100))
 
-  c.evals = ml_collections.ConfigDict(EVALS[dataset])
+  # The evaluation splits: where each one's files are (config.eval.splits picks among them).
+  c.eval_data = ml_collections.ConfigDict(EVALS[dataset])
   # The evaluation protocol (stamped into every metrics file). N=0: the model's N.
   c.eval = ml_collections.ConfigDict(dict(
-      # Comma-separated names in config.evals: the dataset's own val split (synthetic: also
+      # Comma-separated names in config.eval_data: the dataset's own val split (synthetic: also
       # its crowded subset).
       splits=",".join(EVALS[dataset]) if dataset == "synthetic" else next(iter(EVALS[dataset])),
       boxes="gt",                 # "gt" or "detections" (the split's det_file)

@@ -20,7 +20,7 @@ Modes:
   export   an inference bundle of ``config.eval.checkpoint`` (else WORKDIR's newest, else fresh
            weights with a warning) under --export_dir or WORKDIR/export: the jax.export
            function (symbolic batch), an orbax variables checkpoint, bundle.json, config.json
-           (mipnet_jax/serving.py; ``--export_platforms=cpu,cuda`` to lower for more backends).
+           (serve/bundle.py; ``--export_platforms=cpu,cuda`` to lower for more backends).
   predict  poses for --images=FILE|DIR|GLOB on the boxes of --boxes=DETS.json (COCO
            detections; images matched by --annotations=ANN.json or by COCO-style numeric file
            names) or on whole images: predictions.json (COCO results + "lambda"), images.json
@@ -39,6 +39,7 @@ Multi-host: --coordinator_address=HOST:PORT --num_processes=P --process_id=I on 
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging as pylogging
 import os
@@ -47,17 +48,23 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from mipnet_jax import (checkpoints, eval_job, export, predict, report, runtime, serving,
-                        trainer)
+from mipnet_jax import checkpoints, experiments
+from mipnet_jax.core import runtime
 from mipnet_jax.data import inputs, stats
+from mipnet_jax.eval import evaluators, sweep
+from mipnet_jax.models import summary
+from mipnet_jax.models.build import build_model
+from mipnet_jax.serve import export, predict
+from mipnet_jax.train import loop
 
-MODES = ("summary", "data", "eval", "sweep", "train", "train_and_eval", "export", "predict")
 USER_ERRORS = (ValueError, OSError, checkpoints.CheckpointError)
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py"
                                           "[:ARG]).", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results.")
-_MODE = flags.DEFINE_enum("mode", "summary", MODES, "What to run.")
+_MODE = flags.DEFINE_enum("mode", "summary", ("summary", "data", "eval", "sweep", "train",
+                                              "train_and_eval", "export", "predict"),
+                          "What to run.")
 _JSON = flags.DEFINE_bool("json", False, "Print one JSON line instead of a table.")
 _CHECK_IMAGES = flags.DEFINE_bool("check_images", False, "data: decode every image once.")
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None,
@@ -81,6 +88,66 @@ _BUNDLE = flags.DEFINE_string("bundle", None, "predict: an exported bundle to ru
                               "--config's model.")
 _DRAW_MIN_SCORE = flags.DEFINE_float("draw_min_score", 0.3, "predict: poses scoring below are "
                                      "not drawn (predictions.json keeps them).")
+
+
+def _workdir(mode: str) -> str:
+  if not _WORKDIR.value:
+    raise app.UsageError(f"--mode={mode} writes its files under --workdir")
+  return _WORKDIR.value
+
+
+def mode_summary(config) -> str:
+  result = summary.model_report(config)
+  return json.dumps(result) if _JSON.value else summary.format_report(result)
+
+
+def mode_data(config) -> str:
+  reports, errors = inputs.data_report(config, _CHECK_IMAGES.value)
+  if _JSON.value:
+    return json.dumps(dict(reports=reports, errors=errors))
+  return "\n".join([stats.format_reports(reports)] +
+                   [f"{name}: {message}" for name, message in errors.items()])
+
+
+def mode_eval(config) -> str:
+  return "\n".join(r.summary() for r in evaluators.run_eval(config, _workdir("eval")))
+
+
+def mode_sweep(config) -> str:
+  return sweep.run_sweep(config, _workdir("sweep")).summary()
+
+
+def mode_train(config, with_eval: bool = False) -> str:
+  workdir = _workdir(_MODE.value)
+  evals = ()
+  if with_eval:         # process 0 evaluates; the evaluators check the config up front
+    model = build_model(config.model, config.num_instances)
+    evals = evaluators.from_config(config, model, os.path.join(workdir, "eval"),
+                                   with_lambda0=True)
+  return loop.train_and_evaluate(config, workdir, evals).summary()
+
+
+def mode_export(config) -> str:
+  return export.run_export(config, _WORKDIR.value, _EXPORT_DIR.value or "",
+                           _EXPORT_PLATFORMS.value).summary()
+
+
+def mode_predict(config) -> str:
+  """With the config's model, or with --bundle when ``config`` is None."""
+  if not _IMAGES.value:
+    raise app.UsageError("--mode=predict needs --images=FILE|DIR|GLOB")
+  out_dir = _OUTPUT_DIR.value or (os.path.join(_WORKDIR.value, "predict")
+                                  if _WORKDIR.value else None)
+  if not out_dir:
+    raise app.UsageError("--mode=predict writes under --output_dir or WORKDIR/predict")
+  return predict.predict_mode(config, _BUNDLE.value, _IMAGES.value, out_dir, _BOXES.value,
+                              _ANNOTATIONS.value, _WORKDIR.value, _DRAW_MIN_SCORE.value
+                              ).summary()
+
+
+MODES = {"summary": mode_summary, "data": mode_data, "eval": mode_eval, "sweep": mode_sweep,
+         "train": mode_train, "train_and_eval": lambda c: mode_train(c, with_eval=True),
+         "export": mode_export, "predict": mode_predict}
 
 
 class _QuietLibraries(pylogging.Filter):
@@ -107,77 +174,66 @@ def run(argv):
   if _MODE.value == "predict" and _BUNDLE.value:
     if config is not None:
       raise app.UsageError("--bundle replaces --config (the bundle holds its own config)")
-    run_predict(None)
+    print(mode_predict(None))
     return
   if config is None:
     raise app.UsageError("--config is required, e.g. --config=configs/hrnet_w32_coco_256x192.py")
+  experiments.check_renamed(config)
   runtime.configure_cpu_xla(config.model.name)   # before the first JAX computation
   if _COORDINATOR.value or _DISTRIBUTED.value:
     import jax
     jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-  if _MODE.value == "summary":
-    result = report.model_report(config)
-    print(json.dumps(result) if _JSON.value else report.format_report(result))
-  elif _MODE.value == "data":
-    reports, errors = inputs.data_report(config, _CHECK_IMAGES.value)
-    if _JSON.value:
-      print(json.dumps(dict(reports=reports, errors=errors)))
-    else:
-      print(stats.format_reports(reports))
-      for name, message in errors.items():
-        print(f"{name}: {message}")
-  elif _MODE.value in ("eval", "sweep"):
-    if not _WORKDIR.value:
-      raise app.UsageError(f"--mode={_MODE.value} writes its files under --workdir")
-    if _MODE.value == "eval":
-      for done in eval_job.run_eval(config, _WORKDIR.value):
-        print(done["table"])
-        print(json.dumps(dict(split=done["protocol"]["split"], metrics=done["metrics"],
-                              results=done["paths"]["results"])))
-    else:
-      done = eval_job.run_sweep(config, _WORKDIR.value)
-      print(done["title"] + "\n" + done["table"])
-      print(json.dumps(dict(rows=done["rows"], png=done["paths"]["png"])))
-  elif _MODE.value in ("train", "train_and_eval"):
-    if not _WORKDIR.value:
-      raise app.UsageError(f"--mode={_MODE.value} needs --workdir")
-    done = trainer.train_and_evaluate(config, _WORKDIR.value, _MODE.value == "train_and_eval")
-    print(trainer.format_summary(config, done))
-  elif _MODE.value == "export":
-    done = export.run_export(config, _WORKDIR.value, _EXPORT_DIR.value or "",
-                             _EXPORT_PLATFORMS.value)
-    print(json.dumps(dict(bundle=os.path.dirname(done["paths"]["manifest"]),
-                          weights=done["weights"], platforms=done["platforms"],
-                          function_bytes=done["bytes"])))
-  elif _MODE.value == "predict":
-    run_predict(config)
+  print(MODES[_MODE.value](config))
 
 
-def run_predict(config) -> None:
-  """--mode=predict with the config's model, or with --bundle when ``config`` is None."""
-  if not _IMAGES.value:
-    raise app.UsageError("--mode=predict needs --images=FILE|DIR|GLOB")
-  out_dir = _OUTPUT_DIR.value or (os.path.join(_WORKDIR.value, "predict")
-                                  if _WORKDIR.value else None)
-  if not out_dir:
-    raise app.UsageError("--mode=predict writes under --output_dir or WORKDIR/predict")
-  # Cheap input checks first: a bad glob or detection file fails before the model loads.
-  paths = predict.list_images(_IMAGES.value)
-  ids = predict.image_ids(paths, _ANNOTATIONS.value, need_ids=bool(_BOXES.value))
-  if _BOXES.value:
-    predict.detections_by_image(_BOXES.value, ids, _ANNOTATIONS.value)
+def config_override_error(argv: list[str], error: Exception) -> str | None:
+  """One line for a ``--config.FIELD=VALUE`` that names no field of the config (the nearest
+  field, or the new name of a renamed one); None when ``error`` is about something else."""
+  overrides = [a[len("--config."):].split("=", 1)[0] for a in argv if a.startswith("--config.")]
+  message = str(error).splitlines()[0] if str(error) else type(error).__name__
+  for name in overrides:
+    new = experiments.renamed_field(name)
+    if new:
+      return f"--config.{name}: config.{name.split('.')[0]} was renamed: use --config.{new}"
+  try:
+    config = _CONFIG.value
+  except Exception:       # noqa: BLE001  (the config file itself may be what failed)
+    config = None
   if config is None:
-    runtime.configure_cpu_xla(serving.read_manifest(_BUNDLE.value)["architecture"])
-    predictor = predict.Predictor.from_bundle(_BUNDLE.value)
-  else:
-    checkpoint = eval_job.resolve_checkpoint(config, _WORKDIR.value)
-    predictor = predict.Predictor.from_config(config, checkpoint)
-  done = predict.run_predict(predictor, _IMAGES.value, out_dir, _BOXES.value,
-                             _ANNOTATIONS.value, draw_min_score=_DRAW_MIN_SCORE.value)
-  print(json.dumps(dict(predictions=done["paths"]["predictions"], images=done["images"],
-                        poses=done["poses"], boxes=done["boxes"], weights=done["weights"],
-                        output_dir=out_dir)))
+    return None
+  fields = _field_paths(config)
+  for name in overrides:
+    if name not in fields:
+      near = difflib.get_close_matches(name, fields, n=1, cutoff=0.5)
+      hint = f"; did you mean --config.{near[0]}?" if near else ""
+      return f"--config.{name}: the config has no field {name!r}{hint}"
+  return f"--config override: {message}" if overrides and "--config." in message else None
+
+
+def _field_paths(config, prefix: str = "") -> list[str]:
+  out = []
+  for key, value in config.items():
+    out.append(prefix + key)
+    if hasattr(value, "items"):
+      out += _field_paths(value, f"{prefix}{key}.")
+  return out
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with a misspelt or renamed ``--config.FIELD`` reported in one line
+  (exit 2, like the other user errors) instead of ml_collections' traceback."""
+  try:
+    return flags.FLAGS(argv)
+  except Exception as e:      # noqa: BLE001  (ml_collections raises KeyError/AttributeError)
+    line = config_override_error(argv, e)
+    if line is None:
+      if isinstance(e, flags.Error):
+        sys.stderr.write(f"FATAL Flags parsing error: {e}\n")
+        sys.exit(1)
+      raise
+    sys.stderr.write(f"error: {line}\n")
+    sys.exit(2)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -29,8 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mipnet_jax import runtime
-from mipnet_jax.losses import keypoint_mse
+from mipnet_jax.core import runtime
+from mipnet_jax.train.losses import keypoint_mse
 from mipnet_jax.models import build_model, encode_lambda
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

@@ -21,7 +21,8 @@ import cv2
 import numpy as np
 from absl import flags
 
-from mipnet_jax.data import augment, coco_format, image, meta, pipeline, transforms
+from mipnet_jax.data import augment, coco_format, image, pipeline, transforms
+from mipnet_jax.core import meta
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import reference_pipeline  # noqa: E402

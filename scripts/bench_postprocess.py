@@ -29,8 +29,8 @@ import time
 
 import numpy as np
 
-from mipnet_jax import postprocess as pp
-from mipnet_jax.data.meta import get_meta
+from mipnet_jax.eval import postprocess as pp
+from mipnet_jax.core.meta import get_meta
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import reference_postprocess

@@ -52,7 +52,7 @@ def random_batch(batch: int, n: int, num_keypoints: int, image_hw, heatmap_hw, s
                  seed: int = 0) -> dict:
   """Random uint8 images and valid targets: windows [B,N,K,4] int32, weight [B,N,K] float32
   (codec.heatmap_windows of random joints, ~80% labelled)."""
-  from mipnet_jax.codec import heatmap_windows
+  from mipnet_jax.core.codec import heatmap_windows
   rng = np.random.default_rng(seed)
   h, w = image_hw
   joints = rng.uniform(0, 1, (batch, n, num_keypoints, 2)) * np.array([w, h])
@@ -64,7 +64,7 @@ def random_batch(batch: int, n: int, num_keypoints: int, image_hw, heatmap_hw, s
 
 def _setup(cfg, n: int, mesh):
   """(model, tx, jitted step) for N = n, as trainer.train_and_evaluate builds them."""
-  from mipnet_jax import train
+  from mipnet_jax.train import step as train
   from mipnet_jax.models import build_model
   model = build_model(cfg.model, n)
   schedule = train.learning_rate(cfg.optim.learning_rate, 1000, cfg.schedule.decay_epochs,
@@ -77,7 +77,7 @@ def _setup(cfg, n: int, mesh):
 def _state(model, tx, mesh, abstract: bool = False):
   import jax
 
-  from mipnet_jax import train
+  from mipnet_jax.train import step as train
   repl, _ = train.shardings(mesh)
   make = lambda: train.create_state(model, tx, IMAGE_HW, jax.random.key(0))
   if abstract:
@@ -88,11 +88,11 @@ def _state(model, tx, mesh, abstract: bool = False):
 
 def worker_step(a) -> dict:
   """1-device mesh: compile and time N=1, N=2 (and torch), interleaved per round."""
-  from mipnet_jax import runtime
+  from mipnet_jax.core import runtime
   runtime.configure_cpu_xla("hrnet")
   import jax
 
-  from mipnet_jax import train
+  from mipnet_jax.train import step as train
   cfg = _config()
   mesh = train.make_mesh({"data": -1})
   out = {"xla_flags": os.environ.get("XLA_FLAGS", ""), "devices": jax.device_count()}
@@ -204,11 +204,11 @@ def count_collectives(hlo: str) -> dict:
 
 def worker_collectives(a) -> dict:
   """8 simulated devices: lower + compile the step for N=1, 2 and count its collectives."""
-  from mipnet_jax import runtime
+  from mipnet_jax.core import runtime
   runtime.configure_cpu_xla("hrnet")
   import jax
 
-  from mipnet_jax import train
+  from mipnet_jax.train import step as train
   cfg = _config()
   mesh = train.make_mesh({"data": -1})
   _, data = train.shardings(mesh)

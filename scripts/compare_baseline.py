@@ -48,9 +48,9 @@ def make_config(a, run: str):
 
 def worker(a) -> None:
   """Trains one run in this process; writes WORKDIR/summary.json."""
-  from mipnet_jax import runtime
+  from mipnet_jax.core import runtime
   runtime.configure_cpu_xla("hrnet")      # before the first JAX computation
-  from mipnet_jax import trainer
+  from mipnet_jax.train import loop as trainer
   config = make_config(a, a.worker)
   workdir = os.path.join(a.out, a.worker)
   done = trainer.train_and_evaluate(config, workdir, evaluate_during=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from mipnet_jax import evaluate, sweep
+from mipnet_jax.eval import run as evaluate, sweep
 from mipnet_jax.experiments import SWEEP_THRESHOLDS
 
 

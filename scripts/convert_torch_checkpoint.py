@@ -23,7 +23,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from mipnet_jax import torch_import
+from mipnet_jax.interop import torch_import
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file (configs/*.py[:ARG]) whose model to fill.",

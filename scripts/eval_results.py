@@ -18,7 +18,7 @@ import logging
 import os
 import sys
 
-from mipnet_jax.evaluation import PROTOCOLS, AnnotationError, ResultsError, evaluate_file
+from mipnet_jax.eval.metrics import PROTOCOLS, AnnotationError, ResultsError, evaluate_file
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from mipnet_jax.data import augment, geometry
+from mipnet_jax.data import augment
+from mipnet_jax.core import geometry
 from mipnet_jax.data.image import IMAGENET_MEAN, IMAGENET_STD
 
 

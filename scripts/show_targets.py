@@ -16,8 +16,10 @@ import argparse
 import cv2
 import numpy as np
 
-from mipnet_jax import codec, visualize
-from mipnet_jax.data import coco_format, meta as meta_lib, transforms
+from mipnet_jax.core import codec
+from mipnet_jax.serve import draw as visualize
+from mipnet_jax.data import coco_format, transforms
+from mipnet_jax.core import meta as meta_lib
 
 
 def render_sample(sample: dict, meta: meta_lib.DatasetMeta, heatmap_hw: tuple[int, int],

@@ -20,7 +20,7 @@ import numpy as np
 from absl import app
 
 from mipnet_jax import main as mipnet_main
-from mipnet_jax import train, trainer
+from mipnet_jax.train import step as train, loop as trainer
 
 LOSSES: list[float] = []
 

@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from mipnet_jax import runtime
+from mipnet_jax.core import runtime
 
 runtime.configure_cpu_xla("hrnet")     # the production flags, before JAX starts
 
@@ -31,7 +31,9 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from mipnet_jax import codec, experiments, train, trainer
+from mipnet_jax.core import codec
+from mipnet_jax import experiments
+from mipnet_jax.train import step as train, loop as trainer
 from mipnet_jax.models import build_model
 
 IMAGE_HW = (64, 64)

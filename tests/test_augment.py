@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from mipnet_jax.data import augment, meta
+from mipnet_jax.data import augment
+from mipnet_jax.core import meta
 
 
 def test_flip_mirrors_swaps_and_is_an_involution():

@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from mipnet_jax.data import boxes, coco_format, geometry, meta
+from mipnet_jax.data import boxes, coco_format
+from mipnet_jax.core import geometry, meta
 
 INPUT_HW = (256, 192)
 

@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from mipnet_jax.data import coco_format, meta
+from mipnet_jax.data import coco_format
+from mipnet_jax.core import meta
 
 
 def test_coco_sample(shared_data):

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from conftest import load_script
-from mipnet_jax import codec
-from mipnet_jax.data import geometry
+from mipnet_jax.core import codec
+from mipnet_jax.core import geometry
 
 
 def test_encode_peak_rounding_window_and_weights():

@@ -13,7 +13,7 @@ import pytest
 
 from mipnet_jax import experiments
 from mipnet_jax.models import build_model
-from mipnet_jax.report import abstract_variables
+from mipnet_jax.models.summary import abstract_variables
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 

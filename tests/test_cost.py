@@ -9,7 +9,7 @@ import pytest
 
 from mipnet_jax.models import layers
 from mipnet_jax.models.cost import count_cost
-from mipnet_jax.report import instance_cost
+from mipnet_jax.models.summary import instance_cost
 
 
 def test_hand_computed_conv_dense_and_deconv():

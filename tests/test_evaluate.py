@@ -7,8 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from mipnet_jax import eval_job, evaluate, sweep
-from mipnet_jax.data import boxes, coco_format, meta
+from mipnet_jax.eval import run as eval_job, run as evaluate, sweep
+from mipnet_jax.data import boxes, coco_format
+from mipnet_jax.core import meta
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from mipnet_jax.data.meta import get_meta
-from mipnet_jax.evaluation import (
+from mipnet_jax.core.meta import get_meta
+from mipnet_jax.eval.metrics import (
     AnnotationError,
     CocoEvaluator,
     CrowdPoseEvaluator,

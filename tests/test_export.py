@@ -12,15 +12,18 @@ import pytest
 
 from _tiny_model import tiny
 from conftest import REPO_ROOT
-from mipnet_jax import checkpoints, codec, export, inference, serving
-from mipnet_jax.data.meta import get_meta
+from mipnet_jax import checkpoints
+from mipnet_jax.core import codec
+from mipnet_jax.serve import export, bundle as serving
+from mipnet_jax.eval import predict_step as inference
+from mipnet_jax.core.meta import get_meta
 
 # Runs in a fresh interpreter: load the bundle, run the exported function at batch sizes 1
 # and 3, report which heavy modules got imported.
 FRESH = """
 import sys
 import numpy as np
-from mipnet_jax import serving
+from mipnet_jax.serve import bundle as serving
 bundle, inputs, outputs = sys.argv[1:]
 predict = serving.load_bundle(bundle)
 d = np.load(inputs)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mipnet_jax.data import geometry
+from mipnet_jax.core import geometry
 
 
 def test_box_to_center_scale_hand_computed():

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from mipnet_jax.data import geometry, image
+from mipnet_jax.core import geometry
+from mipnet_jax.data import image
 
 
 def test_read_real_jpeg_in_both_orders(shared_data):

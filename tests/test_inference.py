@@ -4,8 +4,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mipnet_jax import codec, inference
-from mipnet_jax.data import meta
+from mipnet_jax.core import codec
+from mipnet_jax.eval import predict_step as inference
+from mipnet_jax.core import meta
 from mipnet_jax.data.image import normalize
 from mipnet_jax.experiments import QUICK_ARCHS
 from mipnet_jax.models import build_model, init_variables

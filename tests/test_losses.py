@@ -3,7 +3,7 @@
 import jax.numpy as jnp
 import numpy as np
 
-from mipnet_jax.losses import keypoint_mse
+from mipnet_jax.train.losses import keypoint_mse
 
 
 def test_keypoint_mse_hand_computed():

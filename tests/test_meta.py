@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from pycocotools.cocoeval import Params
 
-from mipnet_jax.data import meta
+from mipnet_jax.core import meta
 
 
 def test_coco_sigmas_equal_pycocotools():

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from mipnet_jax.models import build_model, encode_lambda
-from mipnet_jax.report import abstract_variables, count_params, mimb_param_count
+from mipnet_jax.models.summary import abstract_variables, count_params, mimb_param_count
 
 HW = (256, 192)
 OFFICIAL = {  # trainable parameters of the official PyTorch models (BN statistics excluded)

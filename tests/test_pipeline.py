@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from absl import flags
 
-from mipnet_jax.data import boxes, coco_format, meta, pipeline, transforms
+from mipnet_jax.data import boxes, coco_format, pipeline, transforms
+from mipnet_jax.core import meta
 
 INPUT_HW = (64, 48)
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from conftest import load_script
-from mipnet_jax import oks_nms as nms
-from mipnet_jax import postprocess as pp
-from mipnet_jax.data.meta import get_meta
+from mipnet_jax.eval import oks_nms as nms
+from mipnet_jax.eval import postprocess as pp
+from mipnet_jax.core.meta import get_meta
 
 COCO_SIGMAS = get_meta("coco").sigmas
 

@@ -12,7 +12,7 @@ import pytest
 
 from _tiny_model import tiny
 from conftest import REPO_ROOT
-from mipnet_jax import export, predict
+from mipnet_jax.serve import export, predict
 from mipnet_jax.data import coco_format
 from mipnet_jax.data.image import read_image
 

@@ -2,7 +2,7 @@
 
 import io
 
-from mipnet_jax import progress
+from mipnet_jax.core import progress
 
 
 def test_progress_reports_counts_rate_and_eta():

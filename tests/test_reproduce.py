@@ -10,9 +10,9 @@ import re
 import jax
 import pytest
 
-from mipnet_jax import evaluate
+from mipnet_jax.eval import run as evaluate
 from mipnet_jax.models import build_model
-from mipnet_jax.report import abstract_variables
+from mipnet_jax.models.summary import abstract_variables
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 DOC = REPO_ROOT / "REPRODUCE.md"

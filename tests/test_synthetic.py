@@ -11,7 +11,7 @@ import pytest
 from mipnet_jax.data import synthetic
 from mipnet_jax.data import synthetic_scene as scene
 from mipnet_jax.data.coco_format import count_multi_instance, load_person_records
-from mipnet_jax.data.meta import COCO
+from mipnet_jax.core.meta import COCO
 
 SMALL = dict(num_train=20, num_val=5, image_hw=(256, 256))
 HW = SMALL["image_hw"]

@@ -15,7 +15,7 @@ from conftest import REPO_ROOT
 from tensorflow_datasets.core import shuffle as tfds_shuffle
 
 from mipnet_jax.data import coco_format, image, image_source, tfds_pose
-from mipnet_jax.data.meta import get_meta
+from mipnet_jax.core.meta import get_meta
 
 # dataset -> (sample annotation JSON, folder of its images), relative to shared/data.
 SAMPLES = {

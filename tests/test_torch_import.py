@@ -20,9 +20,10 @@ import pytest
 from conftest import load_script
 from flax import traverse_util
 
-from mipnet_jax import checkpoints, experiments, torch_import, torch_names
+from mipnet_jax import checkpoints, experiments
+from mipnet_jax.interop import torch_import, torch_names
 from mipnet_jax.models import build_model, encode_lambda
-from mipnet_jax.report import abstract_variables
+from mipnet_jax.models.summary import abstract_variables
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # (our arch, config arg, reference file, reference model). Baselines are N=1; the authors'

@@ -21,7 +21,9 @@ import optax
 import pytest
 from flax import linen as nn
 
-from mipnet_jax import checkpoints, codec, experiments, train, trainer
+from mipnet_jax import checkpoints, experiments
+from mipnet_jax.core import codec
+from mipnet_jax.train import step as train, loop as trainer
 from mipnet_jax.data import synthetic
 from mipnet_jax.models import build_model
 

@@ -5,8 +5,9 @@ import cv2
 import numpy as np
 import pytest
 
-from mipnet_jax import codec
-from mipnet_jax.data import boxes, coco_format, geometry, image, instances, meta, transforms
+from mipnet_jax.core import codec
+from mipnet_jax.data import boxes, coco_format, image, instances, transforms
+from mipnet_jax.core import geometry, meta
 
 INPUT_HW, HEATMAP_HW = (256, 192), (64, 48)
 NO_AUG = (0.0, 0.0, 0.0, False)

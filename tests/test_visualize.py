@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from mipnet_jax import visualize
-from mipnet_jax.data import meta
+from mipnet_jax.serve import draw as visualize
+from mipnet_jax.core import meta
 
 
 def test_draw_pose_marks_joints_and_limbs():

@@ -1,1 +1,2 @@
-"""Datasets: per-dataset metadata, box and affine geometry (targets and decoding share it)."""
+"""Data: COCO-format readers, evaluation boxes, augmentation, multi-instance targets, images,
+the grain pipeline, the synthetic crowd set and the TFDS (ArrayRecord) preparation."""

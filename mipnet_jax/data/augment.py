@@ -15,8 +15,8 @@ import dataclasses
 
 import numpy as np
 
-from mipnet_jax.data.geometry import PIXEL_STD
-from mipnet_jax.data.meta import DatasetMeta
+from mipnet_jax.core.geometry import PIXEL_STD
+from mipnet_jax.core.meta import DatasetMeta
 
 HALF_BODY_MIN_JOINTS = 8
 HALF_BODY_PADDING = 1.5

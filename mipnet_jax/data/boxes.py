@@ -17,7 +17,7 @@ import numpy as np
 
 from mipnet_jax.data.coco_format import (PERSON_CATEGORY, AnnotationError, LoadReport,
                                          PersonRecord, image_table, read_json)
-from mipnet_jax.data.geometry import box_to_center_scale
+from mipnet_jax.core.geometry import box_to_center_scale
 
 DETECTION_FIELDS = ("image_id", "category_id", "bbox", "score")
 

@@ -17,9 +17,9 @@ import os
 
 import numpy as np
 
-from mipnet_jax.data.geometry import box_to_center_scale
+from mipnet_jax.core.geometry import box_to_center_scale
 from mipnet_jax.data.instances import MIN_VISIBLE_IN_CROP
-from mipnet_jax.data.meta import DatasetMeta
+from mipnet_jax.core.meta import DatasetMeta
 
 PERSON_CATEGORY = 1
 

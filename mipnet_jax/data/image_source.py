@@ -14,14 +14,15 @@ Layout of a prepared dataset (``tfds_pose`` writes it, ``open_prepared`` finds i
       annotations/<split>.image_ids.json  the image id of record i (ascending)
       annotations/<split>.sha256          sha256sum lines of the raw files read
 
-Both sources are picklable (grain workers are spawned processes): ``ArrayRecordImages`` keeps
-paths only and opens its reader lazily in each process.
+Both implement ``ImageSource`` and are picklable (grain workers are spawned processes):
+``ArrayRecordImages`` keeps paths only and opens its reader lazily in each process.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import typing
 
 import numpy as np
 
@@ -44,6 +45,15 @@ def checksums_file(version_dir: str, split: str) -> str:
   """sha256sum lines of the raw files the split was built from (paths relative to the raw
   folder, so ``cd RAW && sha256sum -c <this file>`` checks a raw copy)."""
   return os.path.join(version_dir, ANNOTATIONS_DIR, f"{split}.sha256")
+
+
+@typing.runtime_checkable
+class ImageSource(typing.Protocol):
+  """What the pipeline reads images through: ``read(image_id, file_name)`` -> uint8 [n]
+  encoded bytes, ImageError naming the file or record when it cannot."""
+
+  def read(self, image_id: int, file_name: str) -> np.ndarray:
+    ...
 
 
 class FileImages:

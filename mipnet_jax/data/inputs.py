@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 
 from mipnet_jax.data import coco_format, image_source, stats, synthetic, transforms
-from mipnet_jax.data.meta import get_meta
+from mipnet_jax.core.meta import get_meta
 from mipnet_jax.data.pipeline import Loading, train_dataset
 
 TFDS_NAMES = {"coco": "coco_keypoints", "crowdpose": "crowdpose", "ochuman": "ochuman"}
@@ -73,9 +73,9 @@ def train_input(config, process_index: int = 0, process_count: int = 1):
 
 
 def eval_files(config, name: str) -> tuple[str, str, str]:
-  """(dataset, annotation JSON, image folder) of ``config.evals[name]``; an empty eval root
+  """(dataset, annotation JSON, image folder) of ``config.eval_data[name]``; an empty eval root
   means the training data's root. The synthetic set is generated if needed."""
-  ev = config.evals[name]
+  ev = config.eval_data[name]
   root = eval_root(config, name)
   if ev.dataset == "synthetic":
     _ensure_synthetic(config.data, root)
@@ -83,8 +83,8 @@ def eval_files(config, name: str) -> tuple[str, str, str]:
 
 
 def eval_root(config, name: str) -> str:
-  """The folder ``config.evals[name]``'s paths are relative to (empty root: the data's)."""
-  return config.evals[name].root or config.data.root
+  """The folder ``config.eval_data[name]``'s paths are relative to (empty root: the data's)."""
+  return config.eval_data[name].root or config.data.root
 
 
 def _ensure_synthetic(data, root: str) -> None:
@@ -99,7 +99,7 @@ def data_report(config, decode_images: bool = False) -> tuple[dict, dict]:
   are missing or malformed lands in the second dict instead of stopping the report."""
   data = config.data
   splits = {"train": (data, "train"), "val": (data, "val")}
-  for name, ev in config.evals.items():
+  for name, ev in config.eval_data.items():
     splits[name] = (ev, None)
   reports, errors = {}, {}
   for name, (cfg, split) in splits.items():

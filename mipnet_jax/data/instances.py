@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mipnet_jax.codec import encode_heatmaps
-from mipnet_jax.data.geometry import affine_points
+from mipnet_jax.core.geometry import affine_points
 
 MIN_VISIBLE_IN_CROP = 4   # a slot needs more than 3 visible joints in the crop
 
@@ -56,11 +55,3 @@ def select_instances(keypoints: np.ndarray, others: np.ndarray, trans: np.ndarra
     xy.append(p_xy.copy())
     vis.append(p_vis.copy())
   return np.stack(xy), np.stack(vis)
-
-
-def encode_instances(xy: np.ndarray, vis: np.ndarray, input_hw: tuple[int, int],
-                     heatmap_hw: tuple[int, int], sigma: float) -> tuple[np.ndarray, np.ndarray]:
-  """Targets of every instance: xy [N, K, 2], vis [N, K] -> heatmaps [N, h, w, K] and
-  target weights [N, K]."""
-  pairs = [encode_heatmaps(xy[i], vis[i], input_hw, heatmap_hw, sigma) for i in range(len(xy))]
-  return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])

@@ -17,7 +17,8 @@ import os
 
 import numpy as np
 
-from mipnet_jax.data import boxes, coco_format, image, meta as meta_lib
+from mipnet_jax.data import boxes, coco_format, image
+from mipnet_jax.core import meta as meta_lib
 
 MAX_LISTED_ERRORS = 5
 

@@ -32,7 +32,7 @@ import numpy as np
 
 from mipnet_jax.data import simulated_detector
 from mipnet_jax.data.coco_format import count_multi_instance, load_person_records
-from mipnet_jax.data.meta import COCO
+from mipnet_jax.core.meta import COCO
 from mipnet_jax.data.synthetic_scene import annotate, draw_figure, make_background, make_scene
 
 VERSION = 3

@@ -38,7 +38,7 @@ import tensorflow_datasets as tfds
 from tensorflow_datasets.core import shuffle as tfds_shuffle
 
 from mipnet_jax.data import coco_format, image_source
-from mipnet_jax.data.meta import get_meta
+from mipnet_jax.core.meta import get_meta
 
 DATASET_VERSION = "1.0.0"
 MAX_MISSING_LISTED = 5

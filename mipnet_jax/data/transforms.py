@@ -1,8 +1,8 @@
 """Record -> sample transforms of the grain pipeline (training and evaluation crops).
 
 A training sample is the primary's augmented crop plus the targets of all N instances, so a
-batch carries every lambda of each image (``docs/method.md`` 1.2). Randomness comes only from
-the ``np.random.Generator`` grain derives from the pipeline seed and the record's position.
+batch carries every lambda of each image, as the authors' ``JointsLambdaDataset`` does.
+Randomness comes only from the ``np.random.Generator`` grain derives from the pipeline seed and the record's position.
 
 What ships to the device, per sample (the batch adds a leading B):
     image          [h, w, 3] uint8, RGB or BGR; normalised on the device (image.normalize)
@@ -31,13 +31,13 @@ import cv2
 import grain
 import numpy as np
 
-from mipnet_jax.codec import heatmap_windows
+from mipnet_jax.core.codec import heatmap_windows
 from mipnet_jax.data import augment, image, instances
-from mipnet_jax.data.image_source import FileImages
+from mipnet_jax.data.image_source import FileImages, ImageSource
 from mipnet_jax.data.boxes import BoxRecord
 from mipnet_jax.data.coco_format import PersonRecord
-from mipnet_jax.data.geometry import PIXEL_STD, get_affine_transform
-from mipnet_jax.data.meta import get_meta
+from mipnet_jax.core.geometry import PIXEL_STD, get_affine_transform
+from mipnet_jax.core.meta import get_meta
 
 REDUCTIONS = (8, 4, 2)
 
@@ -105,7 +105,7 @@ class TrainSample(grain.transforms.RandomMap):
   rotation_factor: float
   half_body_prob: float
   flip: bool
-  images: object = dataclasses.field(default_factory=lambda: FileImages(""))   # .read(image_id, path)
+  images: ImageSource = dataclasses.field(default_factory=lambda: FileImages(""))
 
   def random_map(self, record: PersonRecord, rng: np.random.Generator) -> dict:
     cv2.setNumThreads(1)     # one sample per core; grain parallelises across records
@@ -140,7 +140,7 @@ class EvalSample(grain.transforms.Map):
   """BoxRecord -> the box's unaugmented crop (flip test happens on the device)."""
 
   crop: CropSpec
-  images: object = dataclasses.field(default_factory=lambda: FileImages(""))   # .read(image_id, path)
+  images: ImageSource = dataclasses.field(default_factory=lambda: FileImages(""))
 
   def map(self, box: BoxRecord) -> dict:
     cv2.setNumThreads(1)

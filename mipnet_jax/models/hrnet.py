@@ -20,6 +20,7 @@ from flax import linen as nn
 
 from mipnet_jax.models.layers import (BasicBlock, BatchNorm, ConvBNChain, ResLayer, conv,
                                       upsample_nearest)
+from mipnet_jax.models.mimb import normal_linear_init
 from mipnet_jax.models.topdown import NUM_SLOTS, TopDownNet
 
 Dtype = Any
@@ -158,7 +159,7 @@ class HRNet(TopDownNet):
   stem_width: int = 64
 
   MIMB_PREFIX = "stage"          # stage{k+1}_mimb, the authors' stage{k+1}_se
-  MIMB_LINEAR_INIT = "normal"    # N(0, 0.001), as the authors' HRNet init_weights
+  MIMB_LINEAR_INIT = staticmethod(normal_linear_init)   # the authors' HRNet init_weights
 
   def setup(self):
     c = tuple(self.width * 2 ** i for i in range(4))
@@ -187,7 +188,3 @@ class HRNet(TopDownNet):
       return self.stage4(feats, train=train)
     assert k == NUM_SLOTS
     return self.final_layer(feats[0])
-
-
-HRNetW32 = functools.partial(HRNet, width=32)
-HRNetW48 = functools.partial(HRNet, width=48)

@@ -11,7 +11,7 @@ belongs to), or the authors' 2-bit code that their N > 2 experiments used.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -48,10 +48,23 @@ def encode_lambda(index: jax.Array, width: int, code: str = "one_hot") -> jax.Ar
   raise ValueError(f"lambda code must be one of {LAMBDA_CODES}, got {code!r}")
 
 
-def _torch_linear_bias_init(fan_in: int):
+# A Linear layer's initialisers for a given fan-in: (kernel_init, bias_init).
+LinearInit = Callable[[int], tuple[Callable, Callable]]
+
+
+def normal_linear_init(fan_in: int) -> tuple[Callable, Callable]:
+  """N(0, 0.001) weights and zero biases (the authors' HRNet ``init_weights``)."""
+  del fan_in
+  return nn.initializers.normal(stddev=0.001), nn.initializers.zeros
+
+
+def torch_linear_init(fan_in: int) -> tuple[Callable, Callable]:
+  """PyTorch's ``nn.Linear`` default (the authors' ResNet leaves it): kaiming-uniform
+  weights with a = sqrt(5), i.e. U(+-1/sqrt(fan_in)), and biases U(+-1/sqrt(fan_in))."""
   bound = 1.0 / math.sqrt(fan_in)
-  return lambda key, shape, dtype=jnp.float32: jax.random.uniform(
+  bias = lambda key, shape, dtype=jnp.float32: jax.random.uniform(   # noqa: E731
       key, shape, dtype, -bound, bound)
+  return nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform"), bias
 
 
 class MIMB(nn.Module):
@@ -60,8 +73,8 @@ class MIMB(nn.Module):
   Attributes:
     reduce: channel reduction r of the two 2-layer MLPs (1, 2 or 4; the paper uses 4).
     only_embed: drop F_sq / F_ex (supplementary Table 11 ablation): out = x * z.
-    linear_init: "normal" = N(0, 0.001) weights and zero biases (the authors' HRNet);
-      "torch_default" = PyTorch's Linear default (the authors' ResNet variant).
+    linear_init: fan_in -> (kernel_init, bias_init) of the Linear layers, injected by the
+      backbone: ``normal_linear_init`` (HRNet) or ``torch_linear_init`` (ResNet).
     dtype: dtype of the output (the gates are computed in float32).
 
   Args (call): x [B, H, W, C]; lam [B, L] instance codes; train: BN1d in train mode.
@@ -70,18 +83,11 @@ class MIMB(nn.Module):
 
   reduce: int = 4
   only_embed: bool = False
-  linear_init: str = "normal"
+  linear_init: LinearInit = normal_linear_init
   dtype: Dtype = jnp.float32
 
   def _dense(self, features: int, fan_in: int, use_bias: bool, name: str) -> nn.Dense:
-    if self.linear_init == "normal":
-      kinit, binit = nn.initializers.normal(stddev=0.001), nn.initializers.zeros
-    elif self.linear_init == "torch_default":
-      kinit = nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform")
-      binit = _torch_linear_bias_init(fan_in)
-    else:
-      raise ValueError(f"linear_init must be 'normal' or 'torch_default', got "
-                       f"{self.linear_init!r}")
+    kinit, binit = self.linear_init(fan_in)
     return nn.Dense(features, use_bias=use_bias, kernel_init=kinit, bias_init=binit,
                     name=name)
 
@@ -112,7 +118,7 @@ class MIMBGroup(nn.Module):
 
   reduce: int = 4
   only_embed: bool = False
-  linear_init: str = "normal"
+  linear_init: LinearInit = normal_linear_init
   dtype: Dtype = jnp.float32
 
   @nn.compact

@@ -13,7 +13,6 @@ layer4 (the paper's "after Block 3 and Block 4").
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import jax
@@ -21,6 +20,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from mipnet_jax.models.layers import BatchNorm, ConvTranspose4x4, ResLayer, conv
+from mipnet_jax.models.mimb import torch_linear_init
 from mipnet_jax.models.topdown import NUM_SLOTS, TopDownNet
 
 Dtype = Any
@@ -73,7 +73,7 @@ class SimpleBaseline(TopDownNet):
   deconv_features: tuple[int, ...] = (256, 256, 256)
 
   MIMB_PREFIX = "layer"               # layer{k+1}_mimb, the authors' layer{k+1}_se
-  MIMB_LINEAR_INIT = "torch_default"  # the authors' ResNet leaves nn.Linear at its default
+  MIMB_LINEAR_INIT = staticmethod(torch_linear_init)  # the authors' ResNet: nn.Linear default
 
   def setup(self):
     if self.depth not in RESNET_BLOCKS:
@@ -96,8 +96,3 @@ class SimpleBaseline(TopDownNet):
     if k < NUM_SLOTS:
       return (x,)
     return self.final_layer(self.deconv(x, train=train))
-
-
-SimpleBaselineR50 = functools.partial(SimpleBaseline, depth=50)
-SimpleBaselineR101 = functools.partial(SimpleBaseline, depth=101)
-SimpleBaselineR152 = functools.partial(SimpleBaseline, depth=152)

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mipnet_jax import codec
+from mipnet_jax.core import codec
 from mipnet_jax.data.image import normalize
 
 
@@ -39,11 +39,12 @@ def predict_heatmaps(model, variables, images: jax.Array, num_instances: int,
 
 def make_predict_fn(model, num_instances: int, flip_permutation: np.ndarray | None,
                     decode: str = "quarter"):
-  """A jitted ``fn(variables, images uint8 [B, h, w, 3]) -> dict`` with ``coords`` [B, N, K, 2]
-  (heatmap pixels) and ``maxvals`` [B, N, K] for ``decode="quarter"``, or ``heatmaps``
-  [B, N, h/4, w/4, K] for ``decode="dark"`` / ``"heatmaps"`` (decoded on the host)."""
-  if decode not in ("quarter", "dark", "heatmaps"):
-    raise ValueError(f"decode must be 'quarter', 'dark' or 'heatmaps', got {decode!r}")
+  """A jitted ``fn(variables, images uint8 [B, h, w, 3]) -> dict``: ``decode="quarter"``
+  decodes on the device, giving ``coords`` [B, N, K, 2] (heatmap pixels) and ``maxvals``
+  [B, N, K]; ``decode="dark"`` returns ``heatmaps`` [B, N, h/4, w/4, K] for the host
+  (``decode_on_host``)."""
+  if decode not in ("quarter", "dark"):
+    raise ValueError(f"decode must be 'quarter' or 'dark', got {decode!r}")
   perm = None if flip_permutation is None else np.asarray(flip_permutation)
 
   @jax.jit
@@ -57,11 +58,25 @@ def make_predict_fn(model, num_instances: int, flip_permutation: np.ndarray | No
   return predict
 
 
-def decode_on_host(outputs: dict, decode: str) -> tuple[np.ndarray, np.ndarray]:
-  """The predict step's outputs -> (coords [B, N, K, 2], maxvals [B, N, K]) numpy."""
+def decode_on_host(outputs: dict) -> tuple[np.ndarray, np.ndarray]:
+  """The predict step's outputs -> (coords [B, N, K, 2], maxvals [B, N, K]) numpy: the
+  device's quarter-offset decoding, or DARK decoding of the heatmaps here."""
   if "coords" in outputs:
     return np.asarray(outputs["coords"]), np.asarray(outputs["maxvals"])
-  heat = np.asarray(outputs["heatmaps"])
-  fn = codec.decode_dark if decode == "dark" else codec.decode_heatmaps
-  return fn(heat)
+  return codec.decode_dark(np.asarray(outputs["heatmaps"]))
 
+
+def image_joints_fn(model, num_instances: int, flip_permutation: np.ndarray | None,
+                    heatmap_hw: tuple[int, int]):
+  """``f(variables, crops uint8 [b, h, w, 3], centers [b, 2], scales [b, 2]) ->
+  (keypoints [b, N, K, 2] image pixels, maxvals [b, N, K])`` (not jitted): the predict
+  step with quarter-offset decoding and ``codec.heatmap_to_image`` on the device, the
+  function that export serializes and the Predictor runs."""
+  perm = None if flip_permutation is None else np.asarray(flip_permutation)
+
+  def predict(variables, crops, centers, scales):
+    heat = predict_heatmaps(model, variables, crops, num_instances, perm)
+    coords, maxvals = codec.decode_heatmaps(heat, xp=jnp)
+    return codec.heatmap_to_image(coords, centers, scales, heatmap_hw, xp=jnp), maxvals
+
+  return predict

@@ -1,4 +1,4 @@
-"""``--mode=export``: a model as an inference bundle (layout and contract in serving.py).
+"""``--mode=export``: a model as an inference bundle (layout and contract in serve/bundle.py).
 
 The exported function takes the variables as its first argument instead of baking them in
 as constants: the serialized function holds the graph only (0.17 MB for the quick HRNet), the
@@ -11,6 +11,7 @@ orbax but not flax or the model code. The batch dimension is symbolic
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -19,33 +20,13 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from mipnet_jax import checkpoints, codec, eval_job, evaluate, inference, serving
-from mipnet_jax.data.geometry import BOX_PADDING, PIXEL_STD
-from mipnet_jax.data.meta import get_meta
-
-
-def crop_to_image(coords: jax.Array, centers: jax.Array, scales: jax.Array,
-                  heatmap_hw: tuple[int, int]) -> jax.Array:
-  """Heatmap pixels [b, ..., K, 2] of boxes with centers / scales [b, 2] -> image pixels,
-  float32: ``codec.heatmap_to_image`` in closed form (rotation 0: one step of
-  200 * sx / w image pixels per heatmap pixel on both axes, about the crop's centre)."""
-  h, w = heatmap_hw
-  step = scales[:, 0] * np.float32(PIXEL_STD / w)                          # [b]
-  origin = centers - step[:, None] * np.array([w * 0.5, h * 0.5], np.float32)
-  lead = (slice(None),) + (None,) * (coords.ndim - 2)
-  return coords * step[lead + (None,)] + origin[lead]
-
-
-def serving_function(model, num_instances: int, flip_permutation: np.ndarray | None,
-                     heatmap_hw: tuple[int, int]):
-  """The exported function ``f(variables, crops uint8 [b, h, w, 3], centers [b, 2],
-  scales [b, 2]) -> (keypoints [b, N, K, 2] image pixels, maxvals [b, N, K])`` (not jitted):
-  ``inference.predict_heatmaps``, device decoding, then ``crop_to_image``."""
-  def predict(variables, crops, centers, scales):
-    heat = inference.predict_heatmaps(model, variables, crops, num_instances, flip_permutation)
-    coords, maxvals = codec.decode_heatmaps(heat, xp=jnp)
-    return crop_to_image(coords, centers, scales, heatmap_hw), maxvals
-  return predict
+from mipnet_jax import checkpoints
+from mipnet_jax.core.geometry import BOX_PADDING
+from mipnet_jax.core.meta import get_meta
+from mipnet_jax.eval import predict_step
+from mipnet_jax.eval.protocol import evaluated_n
+from mipnet_jax.models.load import FRESH, load_model, resolve_checkpoint
+from mipnet_jax.serve import bundle
 
 
 def require_device_decode(config) -> None:
@@ -57,12 +38,13 @@ def require_device_decode(config) -> None:
                      f"host)")
 
 
-def config_serving_function(config, model, num_instances: int):
-  """``serving_function`` with ``config.eval``'s flip test and the data's heatmap size; the
-  device decodes, so ``config.eval.decode`` must be "quarter"."""
+def serving_function(config, model, num_instances: int):
+  """``predict_step.image_joints_fn`` with ``config.eval``'s flip test and the data's heatmap
+  size: ``f(variables, crops, centers, scales) -> (keypoints, maxvals)``; the device decodes,
+  so ``config.eval.decode`` must be "quarter"."""
   require_device_decode(config)
   perm = get_meta(config.data.name).flip_permutation if config.eval.flip else None
-  return serving_function(model, num_instances, perm, tuple(config.data.heatmap_hw))
+  return predict_step.image_joints_fn(model, num_instances, perm, tuple(config.data.heatmap_hw))
 
 
 def _tree_spec(tree) -> dict:
@@ -76,7 +58,7 @@ def make_manifest(config, variables: dict, num_instances: int, weights: str,
                   platforms: tuple[str, ...]) -> dict:
   """bundle.json: the contract's sizes and settings, the variables' tree and provenance."""
   return dict(
-      format=serving.BUNDLE_FORMAT, version=serving.BUNDLE_VERSION,
+      format=bundle.BUNDLE_FORMAT, version=bundle.BUNDLE_VERSION,
       experiment=config.experiment, architecture=config.model.name, weights=weights,
       dataset=config.data.name, input_hw=list(config.data.image_hw),
       heatmap_hw=list(config.data.heatmap_hw), num_instances=num_instances,
@@ -93,7 +75,7 @@ def make_manifest(config, variables: dict, num_instances: int, weights: str,
 def export_function(model, variables: dict, config, num_instances: int,
                     platforms: tuple[str, ...] | None = None) -> jax.export.Exported:
   """``serving_function`` of ``config`` exported with a symbolic batch size ``b``."""
-  fn = config_serving_function(config, model, num_instances)
+  fn = serving_function(config, model, num_instances)
   b, = jax.export.symbolic_shape("b")
   h, w = config.data.image_hw
   args = (jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), variables),
@@ -110,13 +92,13 @@ def export_bundle(config, model, variables: dict, out_dir: str, weights: str = "
     raise ValueError(f"{out_dir}: export folder exists and is not empty (remove it or pass "
                      f"another --export_dir)")
   variables = {k: variables[k] for k in ("params", "batch_stats")}
-  n = config.eval.num_instances or config.num_instances
+  n = evaluated_n(config)
   exported = export_function(model, variables, config, n, platforms)
   os.makedirs(out_dir, exist_ok=True)
-  paths = dict(function=os.path.join(out_dir, serving.FUNCTION),
-               variables=os.path.join(out_dir, serving.VARIABLES),
-               manifest=os.path.join(out_dir, serving.MANIFEST),
-               config=os.path.join(out_dir, serving.CONFIG))
+  paths = dict(function=os.path.join(out_dir, bundle.FUNCTION),
+               variables=os.path.join(out_dir, bundle.VARIABLES),
+               manifest=os.path.join(out_dir, bundle.MANIFEST),
+               config=os.path.join(out_dir, bundle.CONFIG))
   with open(paths["function"], "wb") as f:
     f.write(exported.serialize())
   checkpoints.save_variables(paths["variables"], variables)
@@ -127,23 +109,36 @@ def export_bundle(config, model, variables: dict, out_dir: str, weights: str = "
   return paths
 
 
+@dataclasses.dataclass(frozen=True)
+class ExportResult:
+  """A written bundle: its files, the weights it holds, the platforms it was lowered for
+  and the serialized function's size."""
+
+  paths: dict[str, str]
+  weights: str
+  platforms: tuple[str, ...]
+  function_bytes: int
+
+  def summary(self) -> str:
+    """One JSON line: bundle folder, weights, platforms, function size."""
+    return json.dumps(dict(bundle=os.path.dirname(self.paths["manifest"]), weights=self.weights,
+                           platforms=list(self.platforms), function_bytes=self.function_bytes))
+
+
 def run_export(config, workdir: str | None, export_dir: str = "",
-               platforms: str = "") -> dict:
-  """``--mode=export``: the bundle of the configured checkpoint under ``export_dir`` (default
-  WORKDIR/export); ``platforms`` a comma list (cpu, cuda, rocm, tpu; default this JAX's
-  backend). Returns {"paths", "weights", "platforms", "bytes"}."""
+               platforms: str = "") -> ExportResult:
+  """``--mode=export``: the bundle of the configured checkpoint (``resolve_checkpoint``)
+  under ``export_dir`` (default WORKDIR/export); ``platforms`` a comma list (cpu, cuda, rocm,
+  tpu; default this JAX's backend)."""
   out_dir = export_dir or (os.path.join(workdir, "export") if workdir else "")
   if not out_dir:
     raise ValueError("--mode=export writes under --export_dir or WORKDIR/export: pass one")
   require_device_decode(config)
-  n = config.eval.num_instances or config.num_instances
-  checkpoint = eval_job.resolve_checkpoint(config, workdir)
-  model, variables, weights = evaluate.model_and_variables(config, n, checkpoint)
-  if not checkpoint:
+  loaded = load_model(config, evaluated_n(config), resolve_checkpoint(config, workdir))
+  if loaded.weights == FRESH:
     logging.warning("exporting FRESHLY INITIALISED weights (no config.eval.checkpoint and no "
                     "checkpoint in --workdir): the bundle predicts nothing useful")
   names = tuple(p.strip() for p in platforms.split(",") if p.strip()) or None
-  paths = export_bundle(config, model, variables, out_dir, weights, names)
-  manifest = serving.read_manifest(out_dir)
-  return dict(paths=paths, weights=weights, platforms=manifest["platforms"],
-              bytes=os.path.getsize(paths["function"]))
+  paths = export_bundle(config, loaded.model, loaded.variables, out_dir, loaded.weights, names)
+  return ExportResult(paths, loaded.weights, tuple(bundle.read_manifest(out_dir)["platforms"]),
+                      os.path.getsize(paths["function"]))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from mipnet_jax.data.meta import DatasetMeta
+from mipnet_jax.core.meta import DatasetMeta
 
 # One colour per instance (RGB): lambda = 0, 1, 2, 3, then repeating.
 INSTANCE_COLORS = ((255, 64, 64), (64, 160, 255), (64, 220, 64), (255, 200, 0))

@@ -1,4 +1,4 @@
-"""Model report: parameter counts and the per-box cost of inference for N = 1..4.
+"""Model summary (``--mode=summary``): parameter counts and the per-box cost of inference for N = 1..4.
 
 The cost is that of ``predict_instances`` (trunk once, lambda head N times) at batch 1,
 counted from its jaxpr (models/cost.py), in true multiply-adds and in the paper's GFLOPs
@@ -15,16 +15,12 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from mipnet_jax.models import build_model, init_variables
+from mipnet_jax.models.build import build_model
+from mipnet_jax.models.load import abstract_variables
 from mipnet_jax.models.cost import PAPER_UNIT, count_cost, xla_flops
 
 INSTANCE_COUNTS = (1, 2, 3, 4)
 _MIMB_SUFFIX = "_mimb"
-
-
-def abstract_variables(model, image_hw: tuple[int, int]) -> Any:
-  """Shapes of the model's variables (no compile, no memory): {'params', 'batch_stats'}."""
-  return jax.eval_shape(lambda: init_variables(model, image_hw, jax.random.key(0)))
 
 
 def count_params(tree: Any) -> int:

@@ -18,12 +18,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh
 
-from mipnet_jax.codec import render_heatmaps
+from mipnet_jax.core.codec import render_heatmaps
 from mipnet_jax.data.image import normalize
-from mipnet_jax.losses import keypoint_mse
-from mipnet_jax.models import init_variables
+from mipnet_jax.models.load import init_variables
+from mipnet_jax.train.losses import keypoint_mse
+from mipnet_jax.train.sharding import shardings
 
 
 class TrainState(flax.struct.PyTreeNode):
@@ -104,27 +105,6 @@ def train_step(state: TrainState, batch: dict, *, model, tx, num_instances: int,
   return new, {"loss": loss, "grad_norm": optax.global_norm(grads), "finite": finite}
 
 
-def make_mesh(mesh_shape: dict[str, int]) -> Mesh:
-  """A device mesh over every (global) device; one axis may be -1 (the rest of the devices).
-  The data axis is called "data"."""
-  names = tuple(mesh_shape)
-  sizes = list(mesh_shape.values())
-  count = jax.device_count()
-  if sizes.count(-1) > 1:
-    raise ValueError(f"config.mesh_shape {mesh_shape}: at most one axis may be -1")
-  known = int(np.prod([s for s in sizes if s != -1]))
-  sizes = [count // known if s == -1 else s for s in sizes]
-  if int(np.prod(sizes)) != count or "data" not in names:
-    raise ValueError(f"config.mesh_shape {mesh_shape} does not cover the {count} devices with "
-                     f"a 'data' axis")
-  return Mesh(np.asarray(jax.devices()).reshape(sizes), names)
-
-
-def shardings(mesh: Mesh) -> tuple[NamedSharding, NamedSharding]:
-  """(state sharding: replicated, batch sharding: leading axis over "data")."""
-  return NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
-
-
 def jit_train_step(model, tx, num_instances: int, sigma: float, mesh: Mesh):
   """``train_step`` jitted over ``mesh`` with the state donated."""
   repl, data = shardings(mesh)
@@ -135,14 +115,6 @@ def jit_train_step(model, tx, num_instances: int, sigma: float, mesh: Mesh):
 
   return jax.jit(step, in_shardings=(repl, data), out_shardings=(repl, repl),
                  donate_argnums=0)
-
-
-def global_batch(local: dict, mesh: Mesh) -> dict:
-  """This process's numpy batch -> global jax arrays sharded over "data" (every process
-  passes its own rows; the global batch is their concatenation in process order)."""
-  _, data = shardings(mesh)
-  return {k: jax.make_array_from_process_local_data(data, np.asarray(v))
-          for k, v in local.items()}
 
 
 TRAIN_KEYS = ("image", "target_windows", "target_weight")

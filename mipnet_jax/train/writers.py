@@ -7,12 +7,11 @@ from __future__ import annotations
 import json
 import os
 
-import numpy as np
 from absl import logging
 
 
 class JsonlWriter:
-  """Scalars as JSON lines {"step", name: value} plus a log line; images as PNG files."""
+  """Scalars as JSON lines {"step", name: value} plus a log line."""
 
   def __init__(self, workdir: str):
     os.makedirs(workdir, exist_ok=True)
@@ -24,19 +23,6 @@ class JsonlWriter:
     self._file.write(json.dumps({"step": int(step), **clean}) + "\n")
     self._file.flush()
     logging.info("step %d: %s", step, ", ".join(f"{k}={v:.5g}" for k, v in clean.items()))
-
-  def write_images(self, step: int, images: dict) -> None:
-    import cv2
-    folder = os.path.join(self.workdir, "images")
-    os.makedirs(folder, exist_ok=True)
-    for name, img in images.items():
-      img = np.asarray(img)
-      img = img[0] if img.ndim == 4 else img
-      cv2.imwrite(os.path.join(folder, f"{name}_{int(step):08d}.png"),
-                  cv2.cvtColor(img.astype(np.uint8), cv2.COLOR_RGB2BGR))
-
-  def flush(self) -> None:
-    self._file.flush()
 
   def close(self) -> None:
     self._file.close()
@@ -51,14 +37,6 @@ class MultiWriter:
   def write_scalars(self, step, scalars):
     for w in self.writers:
       w.write_scalars(step, scalars)
-
-  def write_images(self, step, images):
-    for w in self.writers:
-      w.write_images(step, images)
-
-  def flush(self):
-    for w in self.writers:
-      w.flush()
 
   def close(self):
     for w in self.writers:

@@ -7,7 +7,7 @@ ARL (OKS thresholds .50:.05:.95, 20 detections per image, GT ``area`` as the OKS
 ignored when ``iscrowd`` or ``num_keypoints == 0``). The OKS sigmas are the dataset's from
 ``mipnet_jax.data.meta`` (for the COCO keypoints they equal pycocotools' built-in ones).
 
-``KeypointEvaluator`` collects predictions on the host (``add`` / ``add_arrays``) and
+``KeypointMetric`` collects predictions on the host (``add`` / ``add_arrays``) and
 evaluates once in ``compute``. No predictions at all is not an error: the protocol runs on an
 empty result set (logging a warning), so a metric is 0.0 where the annotations have
 ground truth for it and -1.0 (pycocotools' "no ground truth") where they have none, e.g. APM
@@ -30,8 +30,8 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from mipnet_jax.data.coco_format import AnnotationError, check_coco_object, read_json
-from mipnet_jax.data.meta import DatasetMeta, get_meta
-from mipnet_jax.evaluation.results import results_from_arrays, validate_results
+from mipnet_jax.core.meta import DatasetMeta, get_meta
+from mipnet_jax.eval.metrics.results import results_from_arrays, validate_results
 
 _LOG = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ def empty_results(gt: COCO) -> COCO:
                    "categories": copy.deepcopy(gt.dataset["categories"]), "annotations": []})
 
 
-class KeypointEvaluator:
+class KeypointMetric:
   """Collects keypoint predictions on the host and evaluates them once with one protocol.
 
   Subclasses set ``metric_names`` and ``ann_fields`` and implement ``_evaluate``.
@@ -164,7 +164,7 @@ class KeypointEvaluator:
     raise NotImplementedError
 
 
-class CocoEvaluator(KeypointEvaluator):
+class CocoMetric(KeypointMetric):
   """The COCO keypoint protocol (COCO, OCHuman, synthetic): pycocotools as is."""
 
   metric_names = COCO_METRICS

@@ -2,8 +2,9 @@
 the HRNet reference (``generate_target``, ``get_max_preds``, ``get_final_preds``).
 
 Both directions use the same geometry: input pixels -> heatmap pixels by the stride
-input/heatmap, and heatmap pixels -> image pixels by the inverse affine of the box's
-(center, scale) (data/geometry.py). Numpy on the host.
+input/heatmap, and heatmap pixels -> image pixels by the inverse of the box's crop
+(``heatmap_to_image``, core/geometry.py). Numpy on the host; targets and quarter-offset
+decoding also run on the device with ``xp=jax.numpy``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from mipnet_jax.data.geometry import affine_points, get_affine_transform
+from mipnet_jax.core.geometry import PIXEL_STD
 
 
 def heatmap_windows(joints_xy: np.ndarray, visible: np.ndarray, input_hw: tuple[int, int],
@@ -150,16 +151,29 @@ def decode_dark(heatmaps: np.ndarray, kernel: int = DARK_KERNEL) -> tuple[np.nda
   return coords.reshape(lead + (2,)), maxvals.reshape(lead)
 
 
-def heatmap_to_image(coords: np.ndarray, center, scale, heatmap_hw: tuple[int, int]) -> np.ndarray:
-  """Heatmap-pixel coords [..., K, 2] of one box -> image pixels [..., K, 2]
-  (``transform_preds``: the inverse affine of the box's crop at heatmap size)."""
-  trans = get_affine_transform(center, scale, 0.0, heatmap_hw, inverse=True)
-  return affine_points(coords, trans)
+def heatmap_to_image(coords, centers, scales, heatmap_hw: tuple[int, int], xp=np):
+  """Heatmap pixels -> image pixels for boxes without rotation: the one mapping of
+  evaluation, export and serving (the reference's ``transform_preds``).
 
+  The reference inverts the crop's affine at heatmap size (``get_affine_transform(center,
+  scale, 0, heatmap_hw, inverse=True)``); at rotation 0 that is one step of 200 * s_x / w
+  image pixels per heatmap pixel on both axes about the crop's centre (the reference sizes
+  both axes by s_x), computed here in closed form. ``s * 200`` is rounded to float32 as the
+  reference does; the rest runs in float64 with numpy (host: equal to the affine inverse
+  within 1e-9 px) or float32 with ``xp=jax.numpy`` (device: within 1e-3 px).
 
-def boxes_to_image(coords: np.ndarray, centers: np.ndarray, scales: np.ndarray,
-                   heatmap_hw: tuple[int, int]) -> np.ndarray:
-  """coords [M, ..., K, 2] of M boxes with centers / scales [M, 2] -> image pixels, float64."""
-  return np.stack([heatmap_to_image(c, ce, sc, heatmap_hw)
-                   for c, ce, sc in zip(coords, centers, scales)]) if len(coords) else (
-                       np.zeros(coords.shape, np.float64))
+  Args:
+    coords: [M, ..., K, 2] (x, y) heatmap pixels of M boxes.
+    centers, scales: [M, 2] the boxes' crops (geometry.box_to_center_scale).
+    heatmap_hw: (h, w) of the heatmaps.
+  Returns:
+    [M, ..., K, 2] image pixels, float64 (numpy) or float32 (jax).
+  """
+  h, w = heatmap_hw
+  dtype = np.float64 if xp is np else xp.float32
+  size = (xp.asarray(scales, xp.float32) * xp.float32(PIXEL_STD)).astype(dtype)
+  step = size[:, 0] / w                                                   # [M]
+  origin = xp.asarray(centers).astype(dtype) - step[:, None] * xp.asarray([w * 0.5, h * 0.5],
+                                                                           dtype)
+  lead = (slice(None),) + (None,) * (coords.ndim - 2)
+  return xp.asarray(coords).astype(dtype) * step[lead + (None,)] + origin[lead]

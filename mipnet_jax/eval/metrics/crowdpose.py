@@ -52,7 +52,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from mipnet_jax.data.coco_format import AnnotationError
-from mipnet_jax.evaluation.coco import KeypointEvaluator
+from mipnet_jax.eval.metrics.coco import KeypointMetric
 
 CROWDPOSE_METRICS = ("AP", "AP50", "AP75", "AR", "AR50", "AR75", "AP_easy", "AP_medium",
                      "AP_hard")
@@ -126,7 +126,7 @@ class CrowdPoseCOCOeval(COCOeval):
     self.stats = stats
 
 
-class CrowdPoseEvaluator(KeypointEvaluator):
+class CrowdPoseMetric(KeypointMetric):
   """The CrowdPose protocol (see the module docstring); metrics ``CROWDPOSE_METRICS``."""
 
   metric_names = CROWDPOSE_METRICS

@@ -19,62 +19,67 @@ as [MIP] ``validate_lambda_quantitative`` + ``coco.py::evaluate_lambda`` and [HR
 
 Results are bit-identical to the reference loop under this NumPy (NumPy 2 sums float32
 maxvals in float32 and compares them with 0.2 in float32; NumPy 1, the authors', did both in
-float64 and sorted ties differently): ``scripts/reference_postprocess.py`` is that loop, the
-tests' oracle. A whole split is processed at once; OKS and the two NMS variants are in
-mipnet_jax/oks_nms.py.
+float64 and sorted ties differently): ``tests/oracles/reference_postprocess.py`` is that
+loop, the tests' oracle. ``PostprocessSpec`` holds the settings, built once from
+``config.eval`` and used alike by evaluation, the sweep and the Predictor (in process or from
+a bundle). A whole split is processed at once; OKS and the two NMS variants are in
+eval/oks_nms.py, the candidates in eval/candidates.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-from mipnet_jax.data.geometry import PIXEL_STD
-from mipnet_jax.oks_nms import oks_nms, soft_oks_nms
+from mipnet_jax.eval.candidates import Candidates
+from mipnet_jax.eval.oks_nms import oks_nms, soft_oks_nms
 
 
 @dataclasses.dataclass(frozen=True)
-class Candidates:
-  """All (box, λ) predictions of a split, as flat arrays.
+class PostprocessSpec:
+  """Discount, rescoring, merge and NMS of the (box, λ) candidates (eval/postprocess.py).
 
   Attributes:
-    keypoints: [M, K, 3] (x, y, maxval) in image pixels (float32 as the reference stores them).
-    box_score: [M] float64 box (detector) score, before any discount.
-    area: [M] float64 padded-box area (s_x*200)*(s_y*200), see ``padded_box_area``.
-    image_id: [M] int image of each candidate.
-    lam: [M] int instance index λ (0 = the box's own person).
+    gamma / gamma_mode: λ >= 1 box scores x γ^λ ("power", the paper) or x γ ("constant",
+      the authors' code with γ = 0.5).
+    in_vis_thre: joints above it enter the rescoring mean.
+    nms: "oks" (greedy OKS-NMS), "soft_oks" or "none" (CrowdPose); nms_threshold its OKS.
+    keep_lambda: None merges every λ; k keeps only λ = k (single-instance mode, Table 10).
+    min_box_score: boxes scoring below it are dropped before the network runs.
   """
 
-  keypoints: np.ndarray
-  box_score: np.ndarray
-  area: np.ndarray
-  image_id: np.ndarray
-  lam: np.ndarray
+  gamma: float = 0.9
+  gamma_mode: str = "power"
+  in_vis_thre: float = 0.2
+  nms: str = "oks"
+  nms_threshold: float = 0.9
+  keep_lambda: int | None = None
+  min_box_score: float = 0.0
 
   def __post_init__(self):
-    kp = np.asarray(self.keypoints)
-    if kp.ndim != 3 or kp.shape[2] < 3:
-      raise ValueError(f"keypoints must be [M, K, 3], got {kp.shape}")
-    fields = {"box_score": np.asarray(self.box_score, np.float64),
-              "area": np.asarray(self.area, np.float64),
-              "image_id": np.asarray(self.image_id), "lam": np.asarray(self.lam, np.int64)}
-    for name, value in fields.items():
-      if value.shape != (len(kp),):
-        raise ValueError(f"{name} must be [{len(kp)}], got {value.shape}")
-      object.__setattr__(self, name, value)
-    if (self.lam < 0).any():
-      raise ValueError("lam must be >= 0")
-    object.__setattr__(self, "keypoints", kp)
+    if self.gamma_mode not in ("power", "constant"):
+      raise ValueError(f"config.eval.gamma_mode must be 'power' or 'constant', got "
+                       f"{self.gamma_mode!r}")
+    if self.nms not in ("oks", "soft_oks", "none"):
+      raise ValueError(f"config.eval.nms must be 'oks', 'soft_oks' or 'none', got {self.nms!r}")
 
-  def __len__(self) -> int:
-    return len(self.keypoints)
+  @classmethod
+  def from_eval(cls, ev: Mapping[str, Any]) -> PostprocessSpec:
+    """From ``config.eval`` (a ConfigDict, or the dict of a bundle's config.json), where
+    ``keep_lambda`` < 0 means merged."""
+    keep = int(ev["keep_lambda"])
+    return cls(gamma=float(ev["gamma"]), gamma_mode=str(ev["gamma_mode"]),
+               in_vis_thre=float(ev["in_vis_thre"]), nms=str(ev["nms"]),
+               nms_threshold=float(ev["nms_threshold"]), keep_lambda=None if keep < 0 else keep,
+               min_box_score=float(ev["min_box_score"]))
 
-  def take(self, index: np.ndarray) -> Candidates:
-    """The candidates at rows ``index`` [R]."""
-    return Candidates(self.keypoints[index], self.box_score[index], self.area[index],
-                      self.image_id[index], self.lam[index])
+  @property
+  def mode(self) -> str:
+    """"merged" or "lambda<k>"."""
+    return "merged" if self.keep_lambda is None else f"lambda{self.keep_lambda}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,13 +94,6 @@ class Kept:
 
   index: np.ndarray
   score: np.ndarray
-
-
-def padded_box_area(scale: np.ndarray) -> np.ndarray:
-  """[M, 2] crop scales (s_x, s_y) -> [M] float64 areas, rounded as the reference's
-  ``np.prod(s * 200, 1)`` on float32 scales."""
-  s = np.asarray(scale, np.float32) * np.float32(PIXEL_STD)
-  return (s[:, 0] * s[:, 1]).astype(np.float64)
 
 
 def discount(box_scores: np.ndarray, lam: np.ndarray, gamma: float,
@@ -161,17 +159,19 @@ def _block_keys(lam: np.ndarray, lambda_order: Sequence[int]) -> np.ndarray:
   return table[lam]
 
 
-def postprocess(candidates: Candidates, sigmas: Sequence[float], *, gamma: float = 0.9,
-                gamma_mode: str = "power", in_vis_thre: float = 0.2, nms: str = "oks",
-                nms_threshold: float = 0.9, keep_lambda: int | None = None,
+def postprocess(candidates: Candidates, sigmas: Sequence[float], spec: PostprocessSpec, *,
                 lambda_order: Sequence[int] | None = None, soft_max_dets: int = 20) -> Kept:
   """Discount, rescore, merge per image and suppress: candidates [M] -> kept instances.
 
-  nms: ``oks`` (greedy OKS-NMS, COCO/OCHuman), ``soft_oks`` (the reference's soft variant,
-  ``nms_threshold`` is its Gaussian width) or ``none`` (CrowdPose: every instance submitted).
-  keep_lambda: None merges all λ; k keeps only λ == k (the single-instance rows of SUPP
-  Table 10). lambda_order: λ blocks in merge order (default ``reference_lambda_order``).
+  ``spec.nms``: ``oks`` (greedy OKS-NMS, COCO/OCHuman), ``soft_oks`` (the reference's soft
+  variant, ``nms_threshold`` is its Gaussian width) or ``none`` (CrowdPose: every instance
+  submitted). ``spec.keep_lambda``: None merges all λ; k keeps only λ == k (the
+  single-instance rows of SUPP Table 10). lambda_order: λ blocks in merge order (default
+  ``reference_lambda_order``). ``spec.min_box_score`` is not applied here (boxes are filtered
+  before the network runs).
   """
+  gamma, gamma_mode, in_vis_thre = spec.gamma, spec.gamma_mode, spec.in_vis_thre
+  nms, nms_threshold, keep_lambda = spec.nms, spec.nms_threshold, spec.keep_lambda
   c = candidates
   scores = rescore(discount(c.box_score, c.lam, gamma, gamma_mode), c.keypoints, in_vis_thre)
   rows = np.arange(len(c)) if keep_lambda is None else np.flatnonzero(c.lam == keep_lambda)

@@ -1,13 +1,13 @@
 """Running an exported inference bundle without the model code: jax.export, numpy and cv2.
 
-A bundle (written by ``mipnet_jax.export.export_bundle``, ``--mode=export``) is a folder:
+A bundle (written by ``mipnet_jax.serve.export.export_bundle``, ``--mode=export``) is a folder:
 
     bundle.json   the contract below: sizes, N, K, colour order, box padding, the variables'
                   tree (shape and dtype of every array), versions
     predict.jax   the predict function, ``jax.export`` serialized, batch size symbolic
     variables/    orbax checkpoint {'params', 'batch_stats'} (``checkpoints.save_variables``;
                   ``config.eval.checkpoint`` / ``init_from`` read it too)
-    config.json   the experiment config (post-processing settings for mipnet_jax.predict)
+    config.json   the experiment config (post-processing settings for the Predictor)
 
 The exported function:
 
@@ -45,7 +45,7 @@ import os
 import jax
 import numpy as np
 
-from mipnet_jax.data.geometry import box_to_center_scale, get_affine_transform
+from mipnet_jax.core.geometry import box_to_center_scale, get_affine_transform
 from mipnet_jax.data.image import warp_crop
 
 BUNDLE_FORMAT = "mipnet_jax.bundle"

@@ -23,14 +23,14 @@ import os
 from typing import Any, Iterable, Mapping
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from mipnet_jax import checkpoints, torch_names
-from mipnet_jax.models import build_model
+from mipnet_jax import checkpoints
+from mipnet_jax.interop import torch_names
+from mipnet_jax.models.build import build_model
+from mipnet_jax.models.load import abstract_variables, fresh_variables
 from mipnet_jax.models.topdown import TopDownNet
-from mipnet_jax.report import abstract_variables
 
 KINDS = ("auto", "pose", "backbone")
 TORCH_SUFFIXES = (".pth", ".pt", ".pth.tar")
@@ -108,7 +108,6 @@ def _entries(variables: Mapping[str, Any]) -> dict[str, Entry]:
   return {k: out[k] for k in sorted(out, key=torch_names.torch_sort_key)}
 
 
-@functools.lru_cache(maxsize=16)
 @functools.lru_cache(maxsize=16)
 def _model_entries(model: TopDownNet, image_hw: tuple[int, int]) -> tuple[Any, dict[str, Entry]]:
   """The model's variables as ShapeDtypeStructs (``jax.eval_shape`` of its init, no compile)
@@ -238,14 +237,6 @@ def check_state_dict(state_dict: Mapping[str, Any], model: TopDownNet,
                      allow_fresh: Iterable[str] = (), source: str = "state_dict") -> ImportReport:
   """Dry run of ``import_state_dict`` (only shapes are read): the report, or the error."""
   return _prepare(state_dict, model, image_hw, kind, allow_fresh, source)[3]
-
-
-def fresh_variables(model: TopDownNet, image_hw: tuple[int, int], rng: jax.Array) -> dict:
-  """The model's initial variables, equal to ``models.init_variables(model, image_hw, rng)``,
-  computed without running the layers (flax ``lazy_init`` evaluates only the initialisers)."""
-  images = jax.ShapeDtypeStruct((1, *image_hw, 3), jnp.float32)
-  lam = jax.ShapeDtypeStruct((1, model.lambda_dim), jnp.float32)
-  return jax.device_get(model.lazy_init(rng, images, lam, train=False))
 
 
 def import_state_dict(state_dict: Mapping[str, Any], model: TopDownNet,
