@@ -9,7 +9,7 @@ For each model it measures, with compile time reported apart:
   * a full training step (forward, JointsMSE loss, backward, Adam update, BN statistics)
     for the baseline and for MIPNet N=2 (both lambda of every image in the batch).
 When PyTorch is installed (``pip install -e '.[torch]'``), the same architectures written
-in PyTorch (scripts/torch_reference.py) are timed in the same run and the ratios printed.
+in PyTorch (tests/oracles/torch_reference.py) are timed in the same run and the ratios printed.
 Each model runs in its own process, with the XLA flags that mipnet_jax.runtime chooses for
 its architecture (XLA reads them once per process). Prints a table and, last, one JSON line.
 """
@@ -33,7 +33,9 @@ from mipnet_jax.core import runtime
 from mipnet_jax.train.losses import keypoint_mse
 from mipnet_jax.models import build_model, encode_lambda
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# The test oracles (tests/oracles/): independent re-implementations of the references.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "tests", "oracles"))
 
 MODELS = {
     "hrnet_w32": ({"name": "hrnet", "width": 32}, "hrnet_w32"),

@@ -1,5 +1,5 @@
 """Training-sample throughput of the data pipeline on real COCO JPEGs, side by side with the
-official HRNet sample path (scripts/reference_pipeline.py, N=1), one core per process.
+official HRNet sample path (tests/oracles/reference_pipeline.py, N=1), one core per process.
 
   python scripts/bench_pipeline.py [--samples 400] [--rounds 3] [--workers 0 1 2]
 
@@ -24,7 +24,9 @@ from absl import flags
 from mipnet_jax.data import augment, coco_format, image, pipeline, transforms
 from mipnet_jax.core import meta
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# The test oracles (tests/oracles/): independent re-implementations of the references.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "tests", "oracles"))
 import reference_pipeline  # noqa: E402
 
 SHARED = os.environ.get("MIPNET_SHARED_DATA", os.path.join(

@@ -32,7 +32,9 @@ import numpy as np
 from mipnet_jax.eval import postprocess as pp
 from mipnet_jax.core.meta import get_meta
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# The test oracles (tests/oracles/): independent re-implementations of the references.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "tests", "oracles"))
 import reference_postprocess
 
 # A standing person in box-normalised (x, y), COCO joint order.

@@ -10,7 +10,7 @@ Measures, for the full-size HRNet-W32 of ``experiments.experiment("hrnet_w32", "
     JointsMSE, backward, Adam with the reference's schedule, BN statistics, finite check),
     for N=1 (the baseline) and N=2 (MIPNet: trunk once, head on N x B rows); compile time
     apart, then steps/s and images (boxes)/s, and the N=2 / N=1 step-time ratio;
-  * the official-style PyTorch train step (scripts/torch_reference.py, N=1) when torch
+  * the official-style PyTorch train step (tests/oracles/torch_reference.py, N=1) when torch
     imports. The three steps run interleaved (one of each per round), so load from other
     jobs on the machine hits them alike; ratios are per-round medians;
   * the collectives of one step on a simulated 8-device data-parallel mesh
@@ -41,6 +41,10 @@ DTYPE_BYTES = {"pred": 1, "s8": 1, "u8": 1, "s16": 2, "u16": 2, "f16": 2, "bf16"
                "c128": 16}
 _ARRAY = re.compile(r"\b(" + "|".join(DTYPE_BYTES) + r")\[([\d,]*)\]")
 _INSTR = re.compile(r"^\s*(?:ROOT\s+)?%?[\w.\-]+\s*=\s*")
+
+# The test oracles: the PyTorch re-implementation of the official models.
+ORACLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests",
+                       "oracles")
 
 
 def _config():
@@ -143,7 +147,7 @@ def worker_step(a) -> dict:
 def _torch_runner(batch: int):
   """The official-style step of torch_reference.measure_throughput (train(), JointsMSE on
   random targets, backward, Adam 1e-3), one step per call; None without torch."""
-  sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+  sys.path.insert(0, ORACLES)
   try:
     import torch
     import torch_reference

@@ -46,3 +46,77 @@ def load_config():
     return load_module(REPO_ROOT / "configs" / f"{name}.py", f"_config_{name}").get_config(arg)
 
   return load
+
+
+def load_oracle(name: str):
+  """tests/oracles/<name>.py: an independent re-implementation used as a test oracle (the
+  official HRNet sample path, the reference post-processing loop, the PyTorch models)."""
+  return load_module(REPO_ROOT / "tests" / "oracles" / f"{name}.py", name)
+
+
+# --- the one tiny model fixture ------------------------------------------------------------
+
+def random_variables(model, image_hw: tuple[int, int], seed: int = 0) -> dict:
+  """Variables shaped as ``model``'s init (jax.eval_shape, no compile): He-scaled kernels,
+  BN statistics near (0, 1), small biases, from numpy's generator ``seed``. Compiling the real
+  initialiser of even the tiny HRNet takes ~20 s on 2 cores; this takes milliseconds."""
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+
+  from mipnet_jax.models.load import abstract_variables
+
+  rng = np.random.default_rng(seed)
+
+  def leaf(path, x):
+    name = path[-1].key
+    if name == "kernel":
+      value = rng.normal(size=x.shape) * np.sqrt(2.0 / np.prod(x.shape[:-1]))
+    elif name in ("scale", "var"):
+      value = 1.0 + rng.uniform(0.0, 0.3, x.shape)
+    else:                                                  # bias, mean
+      value = rng.normal(scale=0.1, size=x.shape)
+    return jnp.asarray(value, x.dtype)
+
+  return jax.tree_util.tree_map_with_path(leaf, abstract_variables(model, tuple(image_hw)))
+
+
+TINY_ARCHS = {  # the `:quick` widths of experiments.QUICK_ARCHS, smallest topologies
+    "hrnet": dict(name="hrnet", width=8, stage_modules=(1, 1, 1), num_blocks=1, stem_width=16),
+    "simple_baseline": dict(name="simple_baseline", depth=50, base_width=8,
+                            deconv_features=(16, 16, 16)),
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+  """``tiny_model(arch="hrnet", n=2, image_hw=(64, 48), seed=0, **model_fields)`` ->
+  (model, variables): a `:quick`-width network with ``random_variables``, cached per
+  arguments for the session (the one tiny model of the suite)."""
+  from mipnet_jax.models.build import build_model
+
+  cache = {}
+
+  def make(arch: str = "hrnet", n: int = 2, image_hw=(64, 48), seed: int = 0, **fields):
+    key = (arch, n, tuple(image_hw), seed, tuple(sorted(fields.items())))
+    if key not in cache:
+      cfg = dict(TINY_ARCHS[arch], num_keypoints=17, mimb_slots=(False, False, True, True),
+                 mimb_reduce=1, mimb_only_embed=False, lambda_code="one_hot", dtype="float32")
+      cfg.update(fields)
+      model = build_model(cfg, n)
+      cache[key] = (model, random_variables(model, image_hw, seed))
+    return cache[key]
+
+  return make
+
+
+def tiny_checkpoint(config, path) -> tuple:
+  """(model, variables, checkpoint folder) for ``config``'s model at the evaluated N, with
+  ``random_variables`` saved at ``path`` (so loading it compiles no initialiser)."""
+  from mipnet_jax import checkpoints
+  from mipnet_jax.eval.protocol import evaluated_n
+  from mipnet_jax.models.build import build_model
+
+  model = build_model(config.model, evaluated_n(config))
+  variables = random_variables(model, tuple(config.data.image_hw))
+  return model, variables, checkpoints.save_variables(str(path), variables)
