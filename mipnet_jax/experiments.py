@@ -182,10 +182,18 @@ def experiment(arch: str, dataset: str, image_hw: tuple[int, int],
   if opts["finetune"]:
     c.schedule.update(total_epochs=110, decay_epochs=(70, 100))
 
-  # The evaluation splits: where each one's files are (config.eval.splits picks among them).
-  c.eval_data = ml_collections.ConfigDict(EVALS[dataset])
-  # The evaluation protocol (stamped into every metrics file). N=0: the model's N.
-  c.eval = ml_collections.ConfigDict(dict(
+  c.eval_data, c.eval = _eval_config(dataset)
+  if opts["quick"]:
+    _make_quick(c)
+  return c
+
+
+def _eval_config(dataset: str) -> tuple[ml_collections.ConfigDict, ml_collections.ConfigDict]:
+  """(config.eval_data, config.eval) of a dataset: where each evaluation split's files are
+  (config.eval.splits picks among them), and the evaluation protocol (stamped into every
+  metrics file; N=0: the model's N)."""
+  eval_data = ml_collections.ConfigDict(EVALS[dataset])
+  ev = ml_collections.ConfigDict(dict(
       # Comma-separated names in config.eval_data: the dataset's own val split (synthetic: also
       # its crowded subset).
       splits=",".join(EVALS[dataset]) if dataset == "synthetic" else next(iter(EVALS[dataset])),
@@ -203,9 +211,7 @@ def experiment(arch: str, dataset: str, image_hw: tuple[int, int],
                                   # newest in --workdir, else freshly initialised
       baseline_checkpoint="",     # sweep: the N=1 model shown beside MIPNet
       sweep_thresholds=SWEEP_THRESHOLDS))
-  if opts["quick"]:
-    _make_quick(c)
-  return c
+  return eval_data, ev
 
 
 def _make_quick(c: ml_collections.ConfigDict) -> None:
