@@ -1,4 +1,5 @@
-"""Model summary (``--mode=summary``): parameter counts and the per-box cost of inference for N = 1..4.
+"""Model summary (``--mode=summary``): parameter counts and the per-box cost of inference
+for N = 1..4.
 
 The cost is that of ``predict_instances`` (trunk once, lambda head N times) at batch 1,
 counted from its jaxpr (models/cost.py), in true multiply-adds and in the paper's GFLOPs
