@@ -40,6 +40,7 @@ Multi-host: --coordinator_address=HOST:PORT --num_processes=P --process_id=I on 
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import json
 import logging as pylogging
 import os
@@ -195,10 +196,7 @@ def config_override_error(argv: list[str], error: Exception) -> str | None:
     new = experiments.renamed_field(name)
     if new:
       return f"--config.{name}: config.{name.split('.')[0]} was renamed: use --config.{new}"
-  try:
-    config = _CONFIG.value
-  except Exception:       # noqa: BLE001  (the config file itself may be what failed)
-    config = None
+  config = _config_of(argv)
   if config is None:
     return None
   fields = _field_paths(config)
@@ -208,6 +206,22 @@ def config_override_error(argv: list[str], error: Exception) -> str | None:
       hint = f"; did you mean --config.{near[0]}?" if near else ""
       return f"--config.{name}: the config has no field {name!r}{hint}"
   return f"--config override: {message}" if overrides and "--config." in message else None
+
+
+def _config_of(argv: list[str]):
+  """The config that ``--config=FILE[:ARG]`` in ``argv`` names, loaded as config_flags does
+  (FILE's ``get_config(ARG)``), or None when it cannot be loaded."""
+  spec = next((a[len("--config="):] for a in reversed(argv) if a.startswith("--config=")), "")
+  path, _, arg = spec.partition(":")
+  if not os.path.isfile(path):
+    return None
+  try:
+    loader = importlib.util.spec_from_file_location("_mipnet_config_probe", path)
+    module = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(module)
+    return module.get_config(arg) if arg else module.get_config()
+  except Exception:       # noqa: BLE001  (the file itself fails: ml_collections says why)
+    return None
 
 
 def _field_paths(config, prefix: str = "") -> list[str]:
