@@ -1,11 +1,11 @@
-"""Throughput of the real training step (``train.jit_train_step``) and its collectives.
+"""Throughput of the real training step (``train/step.py`` ``jit_train_step``) and its collectives.
 
     python scripts/bench_train.py                     # HRNet-W32 256x192, batch 8, fp32
     python scripts/bench_train.py --steps 3 --skip_torch
 
 Measures, for the full-size HRNet-W32 of ``experiments.experiment("hrnet_w32", "coco",
 (256, 192))`` on this CPU:
-  * the train step the trainer runs (``train.jit_train_step`` on a 1-device mesh: uint8
+  * the train step the trainer runs (``train/step.py`` ``jit_train_step`` on a 1-device mesh: uint8
     images normalised on device, Gaussian targets rendered on device from [B,N,K,4] windows,
     JointsMSE, backward, Adam with the reference's schedule, BN statistics, finite check),
     for N=1 (the baseline) and N=2 (MIPNet: trunk once, head on N x B rows); compile time
@@ -68,7 +68,7 @@ def random_batch(batch: int, n: int, num_keypoints: int, image_hw, heatmap_hw, s
 
 def _setup(cfg, n: int, mesh):
   """(model, tx, jitted step) for N = n, as trainer.train_and_evaluate builds them."""
-  from mipnet_jax.train import step as train
+  from mipnet_jax.train import sharding, step as train
   from mipnet_jax.models import build_model
   model = build_model(cfg.model, n)
   schedule = train.learning_rate(cfg.optim.learning_rate, 1000, cfg.schedule.decay_epochs,
@@ -81,8 +81,8 @@ def _setup(cfg, n: int, mesh):
 def _state(model, tx, mesh, abstract: bool = False):
   import jax
 
-  from mipnet_jax.train import step as train
-  repl, _ = train.shardings(mesh)
+  from mipnet_jax.train import sharding, step as train
+  repl, _ = sharding.shardings(mesh)
   make = lambda: train.create_state(model, tx, IMAGE_HW, jax.random.key(0))
   if abstract:
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=repl),
@@ -96,16 +96,16 @@ def worker_step(a) -> dict:
   runtime.configure_cpu_xla("hrnet")
   import jax
 
-  from mipnet_jax.train import step as train
+  from mipnet_jax.train import sharding, step as train
   cfg = _config()
-  mesh = train.make_mesh({"data": -1})
+  mesh = sharding.make_mesh({"data": -1})
   out = {"xla_flags": os.environ.get("XLA_FLAGS", ""), "devices": jax.device_count()}
   runners, holders = {}, {}
   for n in (1, 2):
     model, tx, step_fn = _setup(cfg, n, mesh)
     local = random_batch(a.batch, n, cfg.model.num_keypoints, IMAGE_HW,
                          tuple(cfg.data.heatmap_hw), cfg.data.sigma, seed=n)
-    batch = train.global_batch({k: local[k] for k in train.TRAIN_KEYS}, mesh)
+    batch = sharding.global_batch({k: local[k] for k in train.TRAIN_KEYS}, mesh)
     state = _state(model, tx, mesh)
     jax.block_until_ready(state)
     t0 = time.perf_counter()
@@ -212,10 +212,10 @@ def worker_collectives(a) -> dict:
   runtime.configure_cpu_xla("hrnet")
   import jax
 
-  from mipnet_jax.train import step as train
+  from mipnet_jax.train import sharding, step as train
   cfg = _config()
-  mesh = train.make_mesh({"data": -1})
-  _, data = train.shardings(mesh)
+  mesh = sharding.make_mesh({"data": -1})
+  _, data = sharding.shardings(mesh)
   devices = jax.device_count()
   out = {"xla_flags": os.environ.get("XLA_FLAGS", ""), "devices": devices,
          "global_batch": a.batch * devices}
