@@ -158,9 +158,11 @@ def heatmap_to_image(coords, centers, scales, heatmap_hw: tuple[int, int], xp=np
   The reference inverts the crop's affine at heatmap size (``get_affine_transform(center,
   scale, 0, heatmap_hw, inverse=True)``); at rotation 0 that is one step of 200 * s_x / w
   image pixels per heatmap pixel on both axes about the crop's centre (the reference sizes
-  both axes by s_x), computed here in closed form. ``s * 200`` is rounded to float32 as the
-  reference does; the rest runs in float64 with numpy (host: equal to the affine inverse
-  within 1e-9 px) or float32 with ``xp=jax.numpy`` (device: within 1e-3 px).
+  both axes by s_x), computed here in closed form. The reference solves its affine from
+  float32 points (the centre, the crop's top centre c_y - 100 s_x and the point beside it),
+  so each axis's step is the float32-rounded distance between them, as here; the rest runs
+  in float64 with numpy (host: equal to the affine inverse within 1e-9 px) or float32 with
+  ``xp=jax.numpy`` (device: within 1e-3 px).
 
   Args:
     coords: [M, ..., K, 2] (x, y) heatmap pixels of M boxes.
@@ -171,9 +173,14 @@ def heatmap_to_image(coords, centers, scales, heatmap_hw: tuple[int, int], xp=np
   """
   h, w = heatmap_hw
   dtype = np.float64 if xp is np else xp.float32
-  size = (xp.asarray(scales, xp.float32) * xp.float32(PIXEL_STD)).astype(dtype)
-  step = size[:, 0] / w                                                   # [M]
-  origin = xp.asarray(centers).astype(dtype) - step[:, None] * xp.asarray([w * 0.5, h * 0.5],
-                                                                           dtype)
+  f32 = xp.float32
+  center = xp.asarray(centers, f32)                                       # [M, 2]
+  size = xp.asarray(scales, f32) * f32(PIXEL_STD)
+  top = center[:, 1] - size[:, 0] * f32(0.5)            # the reference's float32 points
+  left = center[:, 0] - (center[:, 1] - top)
+  center = center.astype(dtype)
+  step = xp.stack([center[:, 0] - left.astype(dtype), center[:, 1] - top.astype(dtype)],
+                  axis=-1) / (w * 0.5)                                    # [M, 2] (x, y)
+  origin = center - step * xp.asarray([w * 0.5, h * 0.5], dtype)
   lead = (slice(None),) + (None,) * (coords.ndim - 2)
-  return xp.asarray(coords).astype(dtype) * step[lead + (None,)] + origin[lead]
+  return xp.asarray(coords).astype(dtype) * step[lead] + origin[lead]

@@ -1,10 +1,11 @@
 """Heatmap codec: the reference's target rounding and weights, quarter-offset decoding,
-and the encode -> decode -> image round trip through the shared geometry."""
+and the encode -> decode -> image round trip through the shared geometry; ``heatmap_to_image``
+(closed form) against the reference's inverse affine, on the host and on the device."""
 
 import numpy as np
 import pytest
 
-from conftest import load_script
+from conftest import load_oracle
 from mipnet_jax.core import codec
 from mipnet_jax.core import geometry
 
@@ -50,14 +51,14 @@ def test_round_trip_through_the_shared_geometry():
   hm, w = codec.encode_heatmaps(joints_in, np.ones(17), input_hw, heatmap_hw, 2.0)
   assert w.all()
   coords, _ = codec.decode_heatmaps(hm)
-  back = codec.heatmap_to_image(coords, center, scale, heatmap_hw)
+  back = codec.heatmap_to_image(coords[None], center[None], scale[None], heatmap_hw)[0]
   # One heatmap pixel is 200 * scale_x / 48 image pixels; decoding is exact to half of one.
   px = 200 * scale[0] / heatmap_hw[1]
   assert np.abs(back - joints_img).max() <= 0.5 * px + 1e-3
 
 
 def test_vectorised_encoding_equals_the_reference_loop_bit_for_bit():
-  generate_target = load_script("reference_pipeline").generate_target
+  generate_target = load_oracle("reference_pipeline").generate_target
   rng = np.random.default_rng(0)
   for sigma, input_hw, heatmap_hw in [(2.0, (256, 192), (64, 48)), (3.0, (384, 288), (96, 72)),
                                       (2.5, (256, 192), (64, 48))]:
@@ -140,3 +141,71 @@ def test_dark_recovers_subpixel_peaks_and_matches_its_reference():
     b = np.log(np.maximum(b * (m.max() / b.max()), 1e-10))
     start = np.array(np.unravel_index(m.argmax(), m.shape)[::-1], np.float32)
     np.testing.assert_allclose(coords[0, k], _dark_reference(b, start), atol=1e-4)
+
+
+# --- heatmap -> image: the closed form against the reference's inverse affine -------------
+
+def _random_crops(rng, count: int, input_hw):
+  """(centers [M, 2], scales [M, 2]) of boxes from very wide to very tall, anywhere in a
+  2000 px image, as box_to_center_scale gives them (float32)."""
+  out = []
+  for aspect in np.geomspace(0.15, 6.0, count):                 # box w / h
+    h = rng.uniform(10, 800)
+    box = [*rng.uniform(0, 2000, 2), h * aspect, h]
+    out.append(geometry.box_to_center_scale(box, input_hw))
+  return np.stack([c for c, _ in out]), np.stack([s for _, s in out])
+
+
+def _reference_to_image(coords, centers, scales, heatmap_hw):
+  """The reference's transform_preds: each box's inverse affine at heatmap size."""
+  return np.stack([geometry.affine_points(
+      coords[m], geometry.get_affine_transform(centers[m], scales[m], 0, heatmap_hw,
+                                               inverse=True))
+                   for m in range(len(coords))])
+
+
+@pytest.mark.parametrize("input_hw,heatmap_hw", [((256, 192), (64, 48)),
+                                                 ((384, 288), (96, 72))])
+def test_heatmap_to_image_equals_the_inverse_affine_on_the_host(input_hw, heatmap_hw):
+  rng = np.random.default_rng(11)
+  centers, scales = _random_crops(rng, 24, input_hw)
+  # [M, 2, K, 2]: two joint sets per box (e.g. two lambdas) share the box's mapping.
+  coords = rng.uniform(-3, [heatmap_hw[1] + 3, heatmap_hw[0] + 3], (24, 2, 17, 2))
+  got = codec.heatmap_to_image(coords, centers, scales, heatmap_hw)
+  assert got.shape == coords.shape and got.dtype == np.float64
+  for i in range(2):
+    want = _reference_to_image(coords[:, i], centers, scales, heatmap_hw)
+    np.testing.assert_allclose(got[:, i], want, rtol=0, atol=1e-9)
+  # Hand-computed: the heatmap centre is the box centre; one heatmap pixel right is
+  # 200 * s_x / w image pixels, and one pixel down the same (both axes sized by s_x).
+  c, s = np.array([[100.0, 50.0]]), np.array([[0.96, 1.28]])
+  hand = codec.heatmap_to_image(np.array([[[24.0, 32.0], [25.0, 33.0]]]), c, s, (64, 48))
+  np.testing.assert_allclose(hand[0], [[100, 50], [104, 54]], rtol=0, atol=1e-9)
+
+
+def test_heatmap_to_image_on_the_device_within_a_thousandth_of_a_pixel():
+  import jax
+  import jax.numpy as jnp
+  rng = np.random.default_rng(12)
+  centers, scales = _random_crops(rng, 32, (256, 192))
+  coords = rng.uniform(-3, [51, 67], (32, 17, 2)).astype(np.float32)
+  device = jax.jit(lambda c, ce, s: codec.heatmap_to_image(c, ce, s, (64, 48), xp=jnp))(
+      coords, centers, scales)
+  assert device.dtype == jnp.float32 and device.shape == coords.shape
+  want = _reference_to_image(coords.astype(np.float64), centers, scales, (64, 48))
+  np.testing.assert_allclose(np.asarray(device, np.float64), want, rtol=0, atol=1e-3)
+
+
+def test_heatmap_to_image_undoes_the_encoding_geometry():
+  """Encode side: image -> input crop (get_affine_transform at input size) -> heatmap pixels
+  (divided by the stride). heatmap_to_image maps those back onto the joints."""
+  rng = np.random.default_rng(13)
+  input_hw, heatmap_hw = (256, 192), (64, 48)
+  centers, scales = _random_crops(rng, 12, input_hw)
+  joints = centers[:, None, :] + rng.uniform(-60, 60, (12, 17, 2))
+  stride = np.array([input_hw[1] / heatmap_hw[1], input_hw[0] / heatmap_hw[0]])
+  on_heatmap = np.stack([
+      geometry.affine_points(joints[m], geometry.get_affine_transform(
+          centers[m], scales[m], 0.0, input_hw)) / stride for m in range(12)])
+  back = codec.heatmap_to_image(on_heatmap, centers, scales, heatmap_hw)
+  np.testing.assert_allclose(back, joints, rtol=0, atol=1e-6)

@@ -11,11 +11,12 @@ def test_progress_reports_counts_rate_and_eta():
   p.start -= 10.0                     # as if 10 s had passed
   p.update(50)
   line = out.getvalue().strip()
-  assert line.startswith("eval coco_val: 50/200 boxes (25%)")
-  assert "5.0 boxes/s" in line and "ETA 0:00:30" in line
+  assert line == "eval coco_val: 50/200 boxes (25%), 5.0 boxes/s, ETA 0:00:30, elapsed 0:00:10"
   p.close()
   assert out.getvalue().count("\n") == 2
+  assert out.getvalue().splitlines()[1].startswith("eval coco_val: 50/200 boxes (25%), 5.0")
   assert progress.format_duration(3725) == "1:02:05"
+  assert progress.format_duration(59.6) == "0:01:00" and progress.format_duration(-3) == "0:00:00"
 
 
 def test_unknown_total_and_disabled():
