@@ -5,9 +5,8 @@ import cv2
 import numpy as np
 import pytest
 
-from mipnet_jax.core import codec
-from mipnet_jax.data import boxes, coco_format, image, instances, transforms
-from mipnet_jax.core import geometry, meta
+from mipnet_jax.core import codec, geometry, meta
+from mipnet_jax.data import augment, boxes, coco_format, image, instances, transforms
 
 INPUT_HW, HEATMAP_HW = (256, 192), (64, 48)
 NO_AUG = (0.0, 0.0, 0.0, False)
@@ -23,9 +22,9 @@ def _to_image(sample, record):
   """Peaks of the rendered targets, mapped back to image pixels: [N, K, 2]."""
   maps = codec.render_heatmaps(sample["target_windows"], sample["target_weight"], HEATMAP_HW,
                                2.0)
-  coords, _ = codec.decode_heatmaps(maps)
-  return np.stack([codec.heatmap_to_image(c, record.center, record.scale, HEATMAP_HW)
-                   for c in coords])
+  coords, _ = codec.decode_heatmaps(maps)                       # [N, K, 2]
+  return codec.heatmap_to_image(coords[None], record.center[None], record.scale[None],
+                                HEATMAP_HW)[0]
 
 
 @pytest.mark.parametrize("name,dataset_meta,ann_id", [("ochuman", meta.OCHUMAN, 3),
@@ -59,7 +58,7 @@ def test_augmented_sample_equals_the_reference_path(shared_data):
   flips = []
   for seed in range(6):
     sample = make.random_map(record, np.random.default_rng(seed))
-    aug = transforms.augment.sample_augmentation(
+    aug = augment.sample_augmentation(
         record.keypoints, record.center, record.scale, record.image_hw[1], meta.COCO,
         INPUT_HW, scale_factor=0.35, rotation_factor=45.0, half_body_prob=0.3, flip=True,
         rng=np.random.default_rng(seed))
@@ -67,12 +66,12 @@ def test_augmented_sample_equals_the_reference_path(shared_data):
     kp, others = record.keypoints, record.others
     if aug.flip:
       img = np.ascontiguousarray(img[:, ::-1])
-      kp = transforms.augment.flip_keypoints(kp, record.image_hw[1], meta.COCO)
-      others = transforms.augment.flip_keypoints(others, record.image_hw[1], meta.COCO)
+      kp = augment.flip_keypoints(kp, record.image_hw[1], meta.COCO)
+      others = augment.flip_keypoints(others, record.image_hw[1], meta.COCO)
     trans = geometry.get_affine_transform(aug.center, aug.scale, aug.rotation, INPUT_HW)
     crop = cv2.warpAffine(img, trans, (192, 256), flags=cv2.INTER_LINEAR)
     xy, vis = instances.select_instances(kp, others, trans, 2, INPUT_HW)
-    maps, weight = instances.encode_instances(xy, vis, INPUT_HW, HEATMAP_HW, 2.0)
+    maps, weight = codec.encode_heatmaps(xy, vis, INPUT_HW, HEATMAP_HW, 2.0)
     np.testing.assert_array_equal(sample["target_weight"], weight)
     np.testing.assert_array_equal(
         codec.render_heatmaps(sample["target_windows"], weight, HEATMAP_HW, 2.0), maps)

@@ -1,50 +1,23 @@
-"""TFDS builders: the real sample files, laid out as raw datasets -> ArrayRecord shards that give
-the same records, bytes and decoded images as the raw files; and the one-line errors."""
+"""TFDS builders: the real sample files, laid out as raw datasets (test_raw_layout.make_raw) ->
+ArrayRecord shards that give the same records, bytes and decoded images as the raw files; a
+raw-layout error stops the conversion before anything is written; the CLI's one-line errors."""
 
+import hashlib
 import json
 import os
 import pathlib
 import pickle
-import shutil
 import sys
 
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 from conftest import REPO_ROOT
+from test_raw_layout import SAMPLES, make_raw, sample_files
 from tensorflow_datasets.core import shuffle as tfds_shuffle
 
 from mipnet_jax.data import coco_format, image, image_source, tfds_pose
 from mipnet_jax.core.meta import get_meta
-
-# dataset -> (sample annotation JSON, folder of its images), relative to shared/data.
-SAMPLES = {
-    "coco": ("coco/test_coco.json", "coco"),
-    "crowdpose": ("crowdpose/test_crowdpose.json", "crowdpose"),
-    "ochuman": ("ochuman/test_ochuman.json", "ochuman"),
-}
-
-
-def _sample(shared_data, dataset):
-  ann, images = SAMPLES[dataset]
-  return shared_data / ann, shared_data / images
-
-
-def make_raw(root, shared_data, dataset):
-  """The sample as every split of ``dataset``, in its raw layout (symlinks to the samples)."""
-  ann, image_dir = _sample(shared_data, dataset)
-  file_names = [img["file_name"] for img in json.loads(ann.read_text())["images"]]
-  for _, files in tfds_pose.SPECS[dataset].splits:
-    target = root / files.annotations.path
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.symlink_to(ann)
-    for name in file_names:
-      link = root / files.images.path / name
-      link.parent.mkdir(parents=True, exist_ok=True)
-      if not link.exists():
-        link.symlink_to(image_dir / name)
-  return root
-
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory, shared_data):
@@ -66,7 +39,7 @@ def _split_files(dataset, raw, split):
 @pytest.mark.parametrize("dataset", sorted(SAMPLES))
 def test_shards_hold_every_image_in_ascending_id(prepared, shared_data, dataset):
   _, out = prepared[dataset]
-  ann, image_dir = _sample(shared_data, dataset)
+  ann, image_dir = sample_files(shared_data, dataset)
   images = sorted(json.loads(ann.read_text())["images"], key=lambda img: img["id"])
   name = tfds_pose.SPECS[dataset].tfds_name
   for split, _ in tfds_pose.SPECS[dataset].splits:
@@ -80,6 +53,9 @@ def test_shards_hold_every_image_in_ascending_id(prepared, shared_data, dataset)
       assert record["file_name"].decode() == img["file_name"]
       assert (int(record["height"]), int(record["width"])) == (img["height"], img["width"])
       assert record["jpeg"] == (image_dir / img["file_name"]).read_bytes()
+    with pytest.raises(image.ImageError, match=rf"image id {images[-1]['id'] + 1} is not in "
+                       rf"prepared split '{split}'$"):
+      source.index_of(images[-1]["id"] + 1)
 
 
 @pytest.mark.parametrize("dataset", sorted(SAMPLES))
@@ -112,9 +88,13 @@ def test_checksum_manifest_matches_raw_files(prepared):
   version_dir = image_source.find_version_dir(str(out), "coco_keypoints")
   lines = pathlib.Path(image_source.checksums_file(version_dir, "val")).read_text().splitlines()
   assert len(lines) == 1 + 4
+  files = [line.split("  ")[1] for line in lines]
+  assert files == ["annotations/person_keypoints_val2017.json"] + [
+      f"val2017/{name}" for name in ("000000000785.jpg", "000000040083.jpg",
+                                     "000000196141.jpg", "000000197388.jpg")]   # ascending id
   for line in lines:
     digest, rel = line.split("  ")
-    assert digest == tfds_pose.sha256_file(str(raw / rel))
+    assert digest == hashlib.sha256((raw / rel).read_bytes()).hexdigest()
 
 
 def test_large_split_spills_to_disk_in_order_without_tensorflow(tmp_path, shared_data,
@@ -130,7 +110,8 @@ def test_large_split_spills_to_disk_in_order_without_tensorflow(tmp_path, shared
   assert type(tfds_shuffle.tf).__name__ == "LazyModule"   # tfds' own lazy import, restored
 
 
-def test_missing_annotation_file_names_path_and_origin(tmp_path, shared_data):
+def test_raw_layout_errors_stop_the_conversion_before_anything_is_written(tmp_path,
+                                                                          shared_data):
   raw = make_raw(tmp_path / "raw", shared_data, "coco")
   (raw / "annotations" / "person_keypoints_val2017.json").unlink()
   with pytest.raises(tfds_pose.RawFilesError) as err:
@@ -138,44 +119,25 @@ def test_missing_annotation_file_names_path_and_origin(tmp_path, shared_data):
   assert str(err.value) == (f"expected COCO keypoint annotations at {raw}/annotations/"
                             "person_keypoints_val2017.json (from annotations_trainval2017.zip)")
   assert not (tmp_path / "out" / "coco_keypoints" / "1.0.0").exists()
-
-
-def test_missing_image_folder_and_manual_dir(tmp_path, shared_data):
-  raw = make_raw(tmp_path / "raw", shared_data, "ochuman")
-  shutil.rmtree(raw / "images")
-  with pytest.raises(tfds_pose.RawFilesError, match=r"^expected OCHuman images in .*/raw/images/ "
-                     r"\(from the OCHuman download, github.com/liruilong940607/OCHumanApi\)$"):
-    tfds_pose.prepare("ochuman", str(raw), str(tmp_path / "out"))
-  with pytest.raises(tfds_pose.RawFilesError, match="expected the raw CrowdPose files in"):
-    tfds_pose.prepare("crowdpose", str(tmp_path / "nowhere"), str(tmp_path / "out"))
-
-
-def test_missing_images_are_counted_and_listed(tmp_path, shared_data):
-  raw = make_raw(tmp_path / "raw", shared_data, "coco")
-  for name in ("000000040083.jpg", "000000197388.jpg"):
-    (raw / "val2017" / name).unlink()
-  with pytest.raises(tfds_pose.RawFilesError) as err:
-    tfds_pose.prepare("coco", str(raw), str(tmp_path / "out"))
-  assert str(err.value) == (
-      f"2 of 4 images listed in {raw}/annotations/person_keypoints_val2017.json are missing "
-      f"from {raw}/val2017/ (from val2017.zip): {raw}/val2017/000000040083.jpg, "
-      f"{raw}/val2017/000000197388.jpg")
-  assert "\n" not in str(err.value)
-
-
-def test_wrong_schema_is_an_annotation_error(tmp_path, shared_data):
-  raw = make_raw(tmp_path / "raw", shared_data, "crowdpose")
+  raw = make_raw(tmp_path / "raw2", shared_data, "crowdpose")
   ann = raw / "json" / "crowdpose_test.json"
   ann.unlink()
   ann.write_text(json.dumps({"images": []}))
   with pytest.raises(coco_format.AnnotationError,
                      match="crowdpose_test.json: top-level field 'annotations' missing"):
-    tfds_pose.prepare("crowdpose", str(raw), str(tmp_path / "out"))
+    tfds_pose.prepare("crowdpose", str(raw), str(tmp_path / "out2"))
+  assert not (tmp_path / "out2" / "crowdpose" / "1.0.0").exists()
 
 
-def test_file_images_missing_file(tmp_path):
-  with pytest.raises(image.ImageError, match=r"^.*/none\.jpg: image file not found$"):
-    image_source.FileImages(str(tmp_path)).read(1, "none.jpg")
+def test_an_empty_or_missing_manual_dir_names_the_layout(tmp_path):
+  with pytest.raises(tfds_pose.RawFilesError) as err:
+    tfds_pose.prepare("crowdpose", str(tmp_path / "nowhere"), str(tmp_path / "out"))
+  assert str(err.value) == (f"expected the raw CrowdPose files in {tmp_path}/nowhere/ "
+                            "(layout: datasets/crowdpose/README.md)")
+  (tmp_path / "empty").mkdir()
+  with pytest.raises(tfds_pose.RawFilesError, match=r"raw OCHuman \(COCO-format val/test "
+                     r"export\) files in .*/empty/"):
+    tfds_pose.prepare("ochuman", str(tmp_path / "empty"), str(tmp_path / "out"))
 
 
 def test_cli_prints_counts_and_one_line_errors(tmp_path, shared_data, capsys):

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from mipnet_jax.core import codec
 from mipnet_jax.data import instances
 
 INPUT_HW = (256, 192)
@@ -41,11 +42,19 @@ def test_fallback_to_the_primary_and_ordering():
   np.testing.assert_array_equal(xy2[1], xy2[0])
 
 
-def test_encode_instances_shapes_and_weights():
+def test_the_slots_encode_through_the_codec_one_instance_at_a_time():
+  """The targets of a box are codec.encode_heatmaps of its slots: a fallback slot gets
+  exactly the primary's maps and weights."""
   primary = _person([[50, 50]] * 6)
   xy, vis = instances.select_instances(primary, np.zeros((0, 17, 3)), IDENTITY, 2, INPUT_HW)
-  hm, w = instances.encode_instances(xy, vis, INPUT_HW, (64, 48), 2.0)
+  hm, w = codec.encode_heatmaps(xy, vis, INPUT_HW, (64, 48), 2.0)
   assert hm.shape == (2, 64, 48, 17) and w.shape == (2, 17)
   np.testing.assert_array_equal(w[:, :6], 1)
   np.testing.assert_array_equal(w[:, 6:], 0)
   np.testing.assert_array_equal(hm[0], hm[1])
+  for slot in range(2):
+    one_hm, one_w = codec.encode_heatmaps(xy[slot], vis[slot], INPUT_HW, (64, 48), 2.0)
+    np.testing.assert_array_equal(hm[slot], one_hm)
+    np.testing.assert_array_equal(w[slot], one_w)
+  # Stride 4: the joint at (50, 50) peaks at int(50 / 4 + 0.5) = 13 on both axes.
+  assert hm[0, 13, 13, 0] == 1.0 and hm[0].max(axis=(0, 1))[6:].max() == 0

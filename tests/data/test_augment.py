@@ -1,9 +1,10 @@
 """Augmentation: flips, half-body crops and the sampled ranges, against hand computations."""
 
 import numpy as np
+import pytest
 
-from mipnet_jax.data import augment
 from mipnet_jax.core import meta
+from mipnet_jax.data import augment
 
 
 def test_flip_mirrors_swaps_and_is_an_involution():
@@ -55,8 +56,17 @@ def test_sampled_ranges_and_probabilities():
   s = np.array([d.scale[0] for d in draws])
   r = np.array([d.rotation for d in draws])
   f = np.array([d.flip for d in draws])
-  assert s.min() >= 0.65 - 1e-6 and s.max() <= 1.35 + 1e-6
-  assert np.abs(r).max() <= 90 and abs((r != 0).mean() - 0.6) < 0.03
+  # Scale: clip(1 + 0.35 N, 0.65, 1.35): each bound holds P(N > 1) = 15.9% of the draws, the
+  # rest is normal with median 1.
+  at_low, at_high = np.isclose(s, 0.65, atol=1e-6), np.isclose(s, 1.35, atol=1e-6)
+  assert s.min() == pytest.approx(0.65, abs=1e-6) and s.max() == pytest.approx(1.35, abs=1e-6)
+  assert abs(at_low.mean() - 0.1587) < 0.02 and abs(at_high.mean() - 0.1587) < 0.02
+  assert np.median(s) == pytest.approx(1.0, abs=0.02)
+  # Rotation: 60% of the draws, clip(45 N, -90, 90): 4.6% of those at +-90, median |r| 30.4.
+  rotated = r[r != 0]
+  assert abs(len(rotated) / len(r) - 0.6) < 0.03
+  assert abs((np.abs(rotated) == 90).mean() - 0.0455) < 0.012 and np.abs(r).max() == 90
+  assert np.median(np.abs(rotated)) == pytest.approx(45 * 0.6745, abs=2.0)
   assert abs(f.mean() - 0.5) < 0.03
   flipped = draws[int(np.argmax(f))]
   assert flipped.center[0] == 640 - 100 - 1

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
+from mipnet_jax.core import geometry
 from mipnet_jax.data import stats
 
 FILES = [("coco", "coco/test_coco.json"), ("crowdpose", "crowdpose/test_crowdpose.json"),
@@ -28,7 +29,34 @@ def test_boxes_match_pycocotools_counts(shared_data, dataset, rel):
   assert report["skipped"].get("crowd", 0) == sum(1 for a in anns if a.get("iscrowd", 0))
   assert sum(report["skipped"].values()) == len(anns) + len(gt.getImgIds()) - len(
       usable) - report["images"]        # every annotation and image accounted for
-  assert 0 < report["multi_instance_boxes"] <= report["boxes_in_images_with_2plus_people"]
+  assert report["multi_instance_boxes"] == _multi_instance_by_hand(gt, usable)
+  assert report["multi_instance_boxes"] <= report["boxes_in_images_with_2plus_people"]
+  assert report["multi_instance_fraction"] == round(report["multi_instance_boxes"] /
+                                                    report["boxes"], 4)
+
+
+def _multi_instance_by_hand(gt, usable) -> int:
+  """The paper's statistic from pycocotools' annotations: a box counts when the 1.25x padded,
+  192:256-shaped crop of its cleaned box (x, y, w - 1, h - 1, clipped to the image) holds 4 or
+  more labelled joints of another usable person of its image, bounds included."""
+  count = 0
+  for a in usable:
+    img = gt.imgs[a["image_id"]]
+    x, y, w, h = a["bbox"]
+    x1, y1 = max(0.0, x), max(0.0, y)
+    x2 = min(img["width"] - 1.0, x1 + max(0.0, w - 1))
+    y2 = min(img["height"] - 1.0, y1 + max(0.0, h - 1))
+    center, scale = geometry.box_to_center_scale([x1, y1, x2 - x1, y2 - y1], (256, 192))
+    half = scale * 100.0
+    for o in usable:
+      if o is a or o["image_id"] != a["image_id"]:
+        continue
+      k = np.array(o["keypoints"], np.float64).reshape(-1, 3)
+      inside = (k[:, 2] > 0) & np.all(np.abs(k[:, :2] - center) <= half, axis=1)
+      if inside.sum() >= 4:
+        count += 1
+        break
+  return count
 
 
 def test_crowdpose_val_statistic(shared_data):
@@ -36,6 +64,11 @@ def test_crowdpose_val_statistic(shared_data):
                               "crowdpose")
   assert report["images"] == 2000 and report["boxes"] == 7962
   # CrowdPose was built to be crowded: most boxes hold another person's joints.
+  gt = COCO(str(shared_data / "crowdpose/official_api/crowdpose_val.json"))
+  usable = [a for a in gt.loadAnns(gt.getAnnIds()) if not a.get("iscrowd", 0)
+            and max(a["keypoints"][2::3]) > 0 and a["bbox"][2] > 0 and a["bbox"][3] > 0]
+  assert report["multi_instance_boxes"] == _multi_instance_by_hand(gt, usable)
+  assert report["multi_instance_fraction"] == round(report["multi_instance_boxes"] / 7962, 4)
   assert report["multi_instance_fraction"] > 0.5
 
 

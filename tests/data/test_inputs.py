@@ -1,5 +1,8 @@
 """Config -> pipeline: the synthetic default end to end, raw-file errors, the data report."""
 
+import json
+import pathlib
+
 import numpy as np
 import pytest
 
@@ -33,8 +36,14 @@ def test_synthetic_default_trains_without_downloads(synthetic_config):
 def test_data_report_of_a_config(synthetic_config):
   reports, errors = inputs.data_report(synthetic_config, decode_images=True)
   assert set(reports) == {"train", "val", "synthetic_val", "synthetic_val_pairs"} and not errors
-  assert reports["val"]["boxes"] == reports["synthetic_val"]["boxes"] > 0
-  assert reports["train"]["image_check"]["bad"] == 0
+  root = pathlib.Path(synthetic_config.data.root) / "annotations"
+  for split, name in (("train", "train"), ("val", "val"), ("synthetic_val", "val"),
+                      ("synthetic_val_pairs", "val_pairs")):
+    ann = json.loads((root / f"person_keypoints_{name}.json").read_text())
+    assert reports[split]["boxes"] == len(ann["annotations"]), split       # no person skipped
+    assert reports[split]["images"] == len(ann["images"]), split
+  assert reports["train"]["images"] == 6 and reports["val"]["images"] == 2
+  assert reports["train"]["image_check"] == dict(checked=6, bad=0, errors={}, first_errors=[])
 
 
 def test_missing_raw_files_name_the_expected_path(load_config, tmp_path):
