@@ -1,4 +1,5 @@
-"""Layers against independent definitions: PyTorch's ConvTranspose2d and BatchNorm semantics."""
+"""Layers against independent definitions: PyTorch's ConvTranspose2d, Conv2d padding and
+BatchNorm semantics, nearest upsampling. (The custom-gradient kernels: test_conv_kernels.py.)"""
 
 from __future__ import annotations
 
@@ -70,33 +71,3 @@ def test_upsample_nearest(factor):
   y = layers.upsample_nearest(x, factor)
   expected = np.repeat(np.repeat(np.asarray(x), factor, axis=1), factor, axis=2)
   np.testing.assert_array_equal(np.asarray(y), expected)
-
-
-@pytest.mark.parametrize("hw,k,pad", [((8, 6), 3, 1), ((7, 5), 3, 1), ((8, 6), 1, 0), ((7, 6), 1, 0),
-                                      ((9, 8), 7, 3)])
-def test_stride2_conv_gradients_equal_xla_autodiff(hw, k, pad):
-  x = jax.random.normal(jax.random.key(0), (2, *hw, 3))
-  w = jax.random.normal(jax.random.key(1), (k, k, 3, 5))
-  native = lambda x, w: jax.lax.conv_general_dilated(
-      x, w, (2, 2), ((pad, pad), (pad, pad)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
-  loss = lambda f: (lambda x, w: jnp.sum(jnp.sin(f(x, w))))
-  ours = lambda x, w: layers.conv_stride2(x, w, pad)
-  np.testing.assert_allclose(ours(x, w), native(x, w), atol=1e-5)
-  g_ours = jax.grad(loss(ours), (0, 1))(x, w)
-  g_native = jax.grad(loss(native), (0, 1))(x, w)
-  for a, b in zip(g_ours, g_native):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-4)
-
-
-@pytest.mark.parametrize("cin,cout", [(3, 5), (6, 2)])
-def test_pointwise_conv_gradients_equal_xla_autodiff(cin, cout):
-  x = jax.random.normal(jax.random.key(0), (2, 6, 4, cin))
-  w = jax.random.normal(jax.random.key(1), (1, 1, cin, cout))
-  native = lambda x, w: jax.lax.conv_general_dilated(
-      x, w, (1, 1), ((0, 0), (0, 0)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
-  loss = lambda f: (lambda x, w: jnp.sum(jnp.sin(f(x, w))))
-  np.testing.assert_allclose(layers.conv_pointwise(x, w), native(x, w), atol=1e-5)
-  g_ours = jax.grad(loss(layers.conv_pointwise), (0, 1))(x, w)
-  g_native = jax.grad(loss(native), (0, 1))(x, w)
-  for a, b in zip(g_ours, g_native):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-4)
