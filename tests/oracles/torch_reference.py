@@ -292,7 +292,7 @@ def build_model(arch: str, num_joints: int = 17,
 def shared_data_dir() -> Path:
     """$MIPNET_SHARED_DATA if set, else ``<repo root>/../shared/data``."""
     env = os.environ.get("MIPNET_SHARED_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    return Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 def reference_layout(arch: str, mipnet: bool = False) -> Optional[list]:

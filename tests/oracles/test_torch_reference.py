@@ -1,16 +1,17 @@
-"""Checks of the PyTorch reference models in scripts/torch_reference.py.
+"""Checks of the PyTorch reference models in tests/oracles/torch_reference.py (the oracle of
+interop/test_torch_import.py).
 
 The state_dict layouts are compared with the official models' layouts in the shared
 data folder; parameter counts with the published numbers; plus tiny-input forwards.
 """
 
 import pytest
-from conftest import load_script
+from conftest import load_oracle
 
 torch = pytest.importorskip(
     "torch", reason="torch not installed (pip install '.[torch]'); PyTorch reference tests skipped")
 
-tr = load_script("torch_reference")
+tr = load_oracle("torch_reference")
 
 MIPNET_SLOTS = (False, False, True, True)
 PARAMS = {
