@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import argparse
 
-from mipnet_jax.eval import run as evaluate, sweep
+from mipnet_jax.eval import sweep
+from mipnet_jax.eval.candidates import load_candidates
+from mipnet_jax.eval.postprocess import PostprocessSpec
+from mipnet_jax.eval.protocol import Protocol
 from mipnet_jax.experiments import SWEEP_THRESHOLDS
 
 
@@ -35,17 +38,17 @@ def main() -> None:
     name, sep, path = item.partition("=")
     if not sep:
       parser.error(f"--candidates takes NAME=PATH, got {item!r}")
-    candidates = evaluate.load_candidates(path)
-    protocol = evaluate.Protocol(
-        split=args.dataset, dataset=args.dataset, annotations=args.annotations,
-        boxes="detections", det_file="", min_box_score=0.0,
-        num_instances=int(candidates.lam.max(initial=0)) + 1, flip=True, gamma=args.gamma,
-        gamma_mode=args.gamma_mode, in_vis_thre=0.2,
+    candidates = load_candidates(path)
+    spec = PostprocessSpec(
+        gamma=args.gamma, gamma_mode=args.gamma_mode, in_vis_thre=0.2,
         nms=args.nms or ("none" if args.dataset == "crowdpose" else "oks"),
-        nms_threshold=args.nms_threshold, keep_lambda=-1, decode="quarter", input_hw=(0, 0),
-        weights=path)
+        nms_threshold=args.nms_threshold, keep_lambda=None, min_box_score=0.0)
+    protocol = Protocol(
+        split=args.dataset, dataset=args.dataset, annotations=args.annotations,
+        boxes="detections", det_file="", num_instances=int(candidates.lam.max(initial=0)) + 1,
+        flip=True, decode="quarter", input_hw=(0, 0), weights=path, postprocess=spec)
     models[name] = (candidates, protocol)
-  rows = sweep.run_sweep(models, args.thresholds)
+  rows = sweep.sweep_rows(models, args.thresholds)
   title = f"{args.dataset}: AP vs detector confidence"
   paths = sweep.write_sweep(rows, list(models), args.out, title)
   print(title + "\n" + sweep.format_sweep(rows, list(models)))

@@ -5,6 +5,8 @@ import pathlib
 import subprocess
 import sys
 
+from mipnet_jax.eval.metrics import evaluate_file
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "eval_results.py"
 CROWD_DIR = "crowdpose/xtcocoapi_examples"
@@ -24,11 +26,17 @@ def test_crowdpose_example_last_line_is_json(shared_data):
   metrics = json.loads(lines[-1])
   assert list(metrics) == ["AP", "AP50", "AP75", "AR", "AR50", "AR75", "AP_easy",
                            "AP_medium", "AP_hard"]
-  # Values of xtcocotools' keypoints_crowd evaluation (see tests/test_evaluation.py).
+  # Values of xtcocotools' keypoints_crowd evaluation (tests/eval/metrics/
+  # test_crowdpose_metric.py).
   assert (metrics["AP_easy"], metrics["AP_medium"], metrics["AP_hard"]) == (1.0, 0.9802, 0.4116)
   assert metrics["AP"] == 0.7877215935879303
+  assert metrics == evaluate_file(
+      "crowdpose", str(shared_data / CROWD_DIR / "example_crowdpose_val.json"),
+      str(shared_data / CROWD_DIR / "example_crowdpose_preds.json"))
   # Only our table before it: pycocotools' progress lines stay out of stdout.
   assert len(lines) == 1 + 1 + len(metrics) + 1
+  assert lines[1].split() == ["metric", "value"]
+  assert [line.split() for line in lines[2:-1]] == [[k, f"{v:.4f}"] for k, v in metrics.items()]
   assert lines[2].split() == ["AP", "0.7877"]
   assert "Accumulating" not in proc.stdout and "index created" not in proc.stdout
 
@@ -42,6 +50,9 @@ def test_coco_example(shared_data):
   assert list(metrics) == ["AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM",
                            "ARL"]
   assert metrics["AP"] == 0.8608896054440609
+  assert metrics == evaluate_file(
+      "coco", str(shared_data / "coco/test_coco.json"),
+      str(shared_data / "coco/xtcocoapi_examples/example_coco_preds.json"))
   assert "Accumulating evaluation results" in proc.stderr     # --verbose: pycocotools on stderr
 
 

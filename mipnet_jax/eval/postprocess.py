@@ -194,7 +194,8 @@ def postprocess(candidates: Candidates, sigmas: Sequence[float], spec: Postproce
 def coco_results(candidates: Candidates, kept: Kept, category_id: int = 1) -> list[dict]:
   """Kept instances -> COCO keypoint results: ``image_id``, ``category_id``, ``keypoints``
   (K*3 floats x, y, maxval) and ``score``, in ``kept`` order."""
-  kp = candidates.keypoints[kept.index, :, :3].astype(np.float64).reshape(len(kept.index), -1)
+  kp = candidates.keypoints[kept.index, :, :3].astype(np.float64).reshape(
+      len(kept.index), 3 * candidates.keypoints.shape[1])     # (0, -1) cannot be reshaped
   ids = candidates.image_id[kept.index].tolist()
   return [{"image_id": i, "category_id": category_id, "keypoints": k, "score": s}
           for i, k, s in zip(ids, kp.tolist(), kept.score.tolist())]

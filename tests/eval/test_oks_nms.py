@@ -1,15 +1,15 @@
 """OKS: hand-computed and equal to the reference's ``oks_iou`` bit for bit. (The NMS passes
-are checked end to end against the reference loop in test_postprocess.py.)"""
+are checked end to end against the reference loop in tests/eval/test_postprocess.py.)"""
 
 import numpy as np
 import pytest
 
-from conftest import load_script
+from conftest import load_oracle
 from mipnet_jax.eval import oks_nms as nms
 from mipnet_jax.core.meta import get_meta
 
 COCO_SIGMAS = get_meta("coco").sigmas
-REF = load_script("reference_postprocess")
+REF = load_oracle("reference_postprocess")
 
 
 def test_oks_hand_computed_two_joints():

@@ -1,0 +1,131 @@
+"""The COCO keypoint protocol (eval/metrics/coco.py): the peer predictions against
+pycocotools run directly, a hand-computed shifted prediction, empty predictions, and the
+ground-truth check's one-line errors."""
+
+import contextlib
+import io
+import logging
+
+import numpy as np
+import pytest
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from mipnet_jax.core.meta import get_meta
+from mipnet_jax.eval.metrics import AnnotationError, CocoMetric
+from mipnet_jax.eval.metrics.coco import COCO_METRICS
+from mipnet_jax.eval.metrics.results import load_results_file
+
+COCO_FILE = "coco/test_coco.json"
+COCO_PREDS = "coco/xtcocoapi_examples/example_coco_preds.json"
+CROWD_VAL = "crowdpose/xtcocoapi_examples/example_crowdpose_val.json"
+THRESHOLDS = np.linspace(.5, .95, 10)
+
+# pycocotools 2.0.11 (and xtcocotools 'keypoints', use_area=True: the same numbers) on the
+# xtcocoapi COCO example predictions against test_coco.json (= xtcocoapi example_coco_val).
+COCO_PEER_REFERENCE = {"AP": 0.8608896054440609, "AP50": 0.993145468392993,
+                       "AP75": 0.9108910891089109, "APM": 0.7755775577557756,
+                       "APL": 0.9372524752475248, "AR": 0.875, "AR50": 1.0,
+                       "AR75": 0.9166666666666666, "ARM": 0.78, "ARL": 0.9428571428571428}
+
+
+def pycocotools_stats(gt_path: str, results_path: str) -> list[float]:
+  """The COCO protocol run directly with pycocotools (the independent path)."""
+  with contextlib.redirect_stdout(io.StringIO()):
+    gt = COCO(gt_path)
+    coco_eval = COCOeval(gt, gt.loadRes(results_path), "keypoints")
+    coco_eval.params.useSegm = None
+    coco_eval.evaluate()
+    coco_eval.accumulate()
+    coco_eval.summarize()
+  return [float(s) for s in coco_eval.stats]
+
+
+def test_coco_peer_predictions_match_pycocotools(shared_data):
+  gt, preds = str(shared_data / COCO_FILE), str(shared_data / COCO_PREDS)
+  metric = CocoMetric(gt, "coco")
+  metric.add(load_results_file(preds))
+  metrics = metric.compute()
+  assert list(metrics) == list(COCO_METRICS)
+  assert list(metrics.values()) == pycocotools_stats(gt, preds)
+  assert metrics == COCO_PEER_REFERENCE
+
+
+# ---- Hand-built case ------------------------------------------------------------------
+
+def person(ann_id: int, image_id: int, box: list[float], keypoints: np.ndarray, **extra) -> dict:
+  return {"id": ann_id, "image_id": image_id, "category_id": 1, "iscrowd": 0, "bbox": box,
+          "keypoints": keypoints.ravel().tolist(), "num_keypoints": len(keypoints),
+          **extra}
+
+
+def pose(num_keypoints: int, x0: float, y0: float) -> np.ndarray:
+  """[K, 3] keypoints spread over a 100 x 200 box at (x0, y0), all v = 2."""
+  k = np.arange(num_keypoints)
+  return np.stack([x0 + 10 + 5 * k, y0 + 10 + 11 * k, np.full(num_keypoints, 2.)], 1)
+
+
+def result(image_id: int, keypoints: np.ndarray, score: float) -> dict:
+  return {"image_id": image_id, "category_id": 1, "keypoints": keypoints.ravel().tolist(),
+          "score": score}
+
+
+def hand_oks(shift: float, sigmas, area: float) -> float:
+  """OKS of a prediction with every keypoint moved by ``shift`` pixels (the OKS formula)."""
+  sigmas = np.asarray(sigmas)
+  return float(np.mean(np.exp(-shift ** 2 / (2 * sigmas) ** 2 / area / 2)))
+
+
+def expected_ap(oks: float, recall_if_missed: float) -> float:
+  """AP when every prediction is right except one, ranked last, of OKS ``oks``.
+
+  At a threshold <= oks all are true positives (precision 1 at every recall threshold);
+  above it, precision is 1 up to recall ``recall_if_missed`` and 0 beyond (101 points).
+  """
+  matched = int(np.sum(THRESHOLDS <= oks))
+  points = np.sum(np.linspace(0, 1, 101) <= recall_if_missed + 1e-12)
+  return (matched + (10 - matched) * points / 101) / 10
+
+
+def coco_scene() -> dict:
+  images = [{"id": 7, "file_name": "a.jpg", "height": 480, "width": 640}]
+  anns = [person(1, 7, [0., 0., 100., 200.], pose(17, 0, 0), area=10000.),
+          person(2, 7, [300., 0., 100., 200.], pose(17, 300, 0), area=10000.)]
+  return {"images": images, "annotations": anns,
+          "categories": [{"id": 1, "name": "person"}]}
+
+
+def test_coco_perfect_and_shifted_prediction():
+  shift = 8.0
+  oks = hand_oks(shift, get_meta("coco").sigmas, 10000.)
+  assert np.sum(THRESHOLDS <= oks) == 5      # matched at .50 ... .70: 5 thresholds of 10
+  metric = CocoMetric(coco_scene(), "coco")
+  moved = pose(17, 300, 0)
+  moved[:, 0] += shift
+  metric.add([result(7, pose(17, 0, 0), 0.9), result(7, moved, 0.8)])
+  metrics = metric.compute()
+  assert metrics["AP"] == pytest.approx(expected_ap(oks, 0.5), abs=1e-12)
+  assert metrics["AP"] == pytest.approx((5 + 5 * 51 / 101) / 10, abs=1e-12)
+  assert metrics["AP50"] == 1.0 and metrics["AP75"] == pytest.approx(51 / 101)
+  assert metrics["AR"] == pytest.approx((5 + 5 * 0.5) / 10)
+  assert metrics["APL"] == metrics["AP"]
+  assert metrics["APM"] == metrics["ARM"] == -1.0    # area 10000 > 96^2: no medium person
+
+
+def test_no_predictions_score_zero_where_there_is_ground_truth(shared_data, caplog):
+  with caplog.at_level(logging.WARNING):
+    metrics = CocoMetric(str(shared_data / "ochuman/test_ochuman.json"), "ochuman").compute()
+  # The OCHuman sample has large people only: no medium ground truth, -1 there.
+  assert metrics == {"AP": 0.0, "AP50": 0.0, "AP75": 0.0, "APM": -1.0, "APL": 0.0, "AR": 0.0,
+                     "AR50": 0.0, "AR75": 0.0, "ARM": -1.0, "ARL": 0.0}
+  assert "ochuman/test_ochuman.json: no predictions to evaluate" in caplog.text
+
+
+def test_ground_truth_of_another_dataset_is_a_one_line_error(shared_data):
+  # CrowdPose annotations (14 keypoints) where COCO's 17 are expected.
+  with pytest.raises(AnnotationError) as info:
+    CocoMetric(str(shared_data / CROWD_VAL), "coco")
+  message = str(info.value)
+  assert "\n" not in message
+  assert message == (f"{shared_data / CROWD_VAL}: annotation 165388: field 'keypoints' has "
+                     "42 values, expected 51 (3 x 17 keypoints of coco)")
