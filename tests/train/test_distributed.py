@@ -6,12 +6,12 @@ the quick HRNet MIPNet (N=2) at 64x64, global batch 8, on 8 generated synthetic 
 cache, so a program is compiled once per session: the uninterrupted reference run compiles
 the 1-device step, the later runs load it.
 
-  * 8 simulated devices vs 1 device, one step (tests/_sharding_worker.py);
+  * 8 simulated devices vs 1 device, one step (tests/train/_sharding_worker.py);
   * kill -9 at a random point, rerun: bit-identical to the uninterrupted run;
   * SIGTERM: saves, exits 0 promptly, rerun resumes: bit-identical;
   * a damaged newest checkpoint: skipped with a warning, rerun: bit-identical;
   * 2 processes x 2 devices (jax.distributed, gloo): lockstep, bit-identical replicas
-    (tests/_multiprocess_worker.py).
+    (tests/train/_multiprocess_worker.py).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import dataclasses
 import fcntl
 import json
 import os
+import pathlib
 import random
 import shutil
 import signal
@@ -39,7 +40,7 @@ from conftest import REPO_ROOT
 from mipnet_jax.data import synthetic
 
 CONFIG = REPO_ROOT / "configs" / "hrnet_w32_synthetic_256x192.py"
-TESTS = REPO_ROOT / "tests"
+HERE = pathlib.Path(__file__).resolve().parent      # tests/train: the workers live here
 TOTAL = 10
 CKPT_EVERY = 2
 TIMEOUT = 900            # seconds; a hung run (e.g. a collective waiting forever) fails
@@ -173,7 +174,7 @@ def make_reference(setup: Setup) -> None:
 
 
 def make_sharding(setup: Setup) -> None:
-  Job([sys.executable, str(TESTS / "_sharding_worker.py"), str(setup.root / "sharding.npz"),
+  Job([sys.executable, str(HERE / "_sharding_worker.py"), str(setup.root / "sharding.npz"),
        str(setup.root / "sharding_ckpt")], setup.root / "sharding.log", env(setup, 8)).wait()
 
 
@@ -235,7 +236,7 @@ def reference(setup) -> dict:
 
 @pytest.fixture(scope="session")
 def sharding(setup):
-  """The 8-device worker's results (tests/_sharding_worker.py)."""
+  """The 8-device worker's results (tests/train/_sharding_worker.py)."""
   obtain(setup, "sharding")
   return np.load(setup.root / "sharding.npz")
 
@@ -376,7 +377,7 @@ def test_two_processes_train_in_lockstep(setup, reference):
   for i in range(2):
     e = env(setup, devices=2)
     e["MIPNET_TEST_DUMP"] = str(setup.root / f"process_{i}.npz")
-    cmd = [sys.executable, str(TESTS / "_multiprocess_worker.py"),
+    cmd = [sys.executable, str(HERE / "_multiprocess_worker.py"),
            *train_args(setup, workdir, total=6), f"--coordinator_address=127.0.0.1:{port}",
            "--num_processes=2", f"--process_id={i}"]
     jobs.append(Job(cmd, setup.root / f"process_{i}.log", e))

@@ -1,16 +1,17 @@
 """Test helper, not a test: one MIPNet train step on a 1-device and on an 8-device mesh.
 
-Run by tests/test_distributed.py in a fresh process whose XLA_FLAGS hold
+Run by tests/train/test_distributed.py in a fresh process whose XLA_FLAGS hold
 ``--xla_force_host_platform_device_count=8`` (JAX reads it when its backend starts):
 
-    python tests/_sharding_worker.py OUT.npz CKPT_DIR
+    python tests/train/_sharding_worker.py OUT.npz CKPT_DIR
 
 Both meshes live in this one process and get the same state and the same global batch; the
 step is ``train.jit_train_step`` on each mesh (state replicated, batch split over "data"),
 with an identity transformation before Adam that keeps the step's gradients in the
 opt_state. OUT.npz holds, per mesh ("one/..." and "eight/..."), the loss, the gradients, the
 new batch_stats and the new params, flattened by key path, and "restored/..." the 8-device
-state after a round trip through ``trainer.save`` / ``trainer.restore_latest`` into a
+state after a round trip through ``checkpoints.save_train_state`` /
+``checkpoints.restore_newest_readable`` into a
 1-device sharding (CKPT_DIR).
 """
 
@@ -31,10 +32,11 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from mipnet_jax import checkpoints, experiments
 from mipnet_jax.core import codec
-from mipnet_jax import experiments
-from mipnet_jax.train import step as train, loop as trainer
 from mipnet_jax.models import build_model
+from mipnet_jax.train import sharding
+from mipnet_jax.train import step as train
 
 IMAGE_HW = (64, 64)
 HEATMAP_HW = (16, 16)
@@ -105,12 +107,12 @@ def main(out_path: str, ckpt_dir: str) -> None:
 
   out = {}
   meshes = {"one": Mesh(np.array(jax.devices()[:1]), ("data",)),
-            "eight": train.make_mesh({"data": -1})}
+            "eight": sharding.make_mesh({"data": -1})}
   states = {}
   for name, mesh in meshes.items():
-    repl, _ = train.shardings(mesh)
+    repl, _ = sharding.shardings(mesh)
     on_mesh = jax.device_put(state, repl)
-    global_batch = train.global_batch(batch, mesh)
+    global_batch = sharding.global_batch(batch, mesh)
     out[f"{name}/batch_devices"] = np.int32(len(global_batch["image"].addressable_shards))
     t = time.perf_counter()
     step = train.jit_train_step(model, tx, NUM_INSTANCES, c.data.sigma, mesh)
@@ -131,13 +133,14 @@ def main(out_path: str, ckpt_dir: str) -> None:
   # The 8-device state through a checkpoint into one device (an iterator rides along).
   iterator = iter(grain.MapDataset.range(10).to_iter_dataset())
   next(iterator)
-  mngr = trainer.checkpoint_manager(ckpt_dir, c.train)
-  trainer.save(mngr, 1, states["eight"], iterator, c, force=True)
+  mngr = checkpoints.train_state_manager(ckpt_dir, c.train.keep_checkpoints,
+                                         c.train.async_checkpoints)
+  checkpoints.save_train_state(mngr, 1, states["eight"], iterator, c, force=True)
   mngr.wait_until_finished()
   one = NamedSharding(meshes["one"], P())
   abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=one),
                           jax.eval_shape(lambda: states["eight"]))
-  restored, step_restored = trainer.restore_latest(mngr, abstract, iter(
+  restored, step_restored = checkpoints.restore_newest_readable(mngr, abstract, iter(
       grain.MapDataset.range(10).to_iter_dataset()))
   mngr.close()
   out["restored/step"] = np.int32(step_restored)

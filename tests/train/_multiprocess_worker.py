@@ -1,14 +1,14 @@
 """Test helper, not a test: ``python -m mipnet_jax.main`` that also records what it trained.
 
-    MIPNET_TEST_DUMP=OUT.npz python tests/_multiprocess_worker.py --config=... --mode=train \
+    MIPNET_TEST_DUMP=OUT.npz python tests/train/_multiprocess_worker.py --config=... --mode=train \
         --workdir=... --coordinator_address=127.0.0.1:PORT --num_processes=2 --process_id=I
 
-Runs the real entry point (flags, ``jax.distributed.initialize``, ``trainer``) unchanged, and
+Runs the real entry point (flags, ``jax.distributed.initialize``, ``train.loop``) unchanged, and
 wraps two functions so that each process writes to OUT.npz: "loss" (the global loss of every
 step this process ran, as it saw it), "step" (the last step), and the final params and
 batch_stats as this process holds them ("params['...']", "batch_stats['...']", from its
 first local replica; every other local replica is checked to be bit-identical to it).
-Used by tests/test_distributed.py to check that processes train in lockstep.
+Used by tests/train/test_distributed.py to check that processes train in lockstep.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ import numpy as np
 from absl import app
 
 from mipnet_jax import main as mipnet_main
-from mipnet_jax.train import step as train, loop as trainer
+from mipnet_jax.train import loop
+from mipnet_jax.train import step as train
 
 LOSSES: list[float] = []
 
@@ -45,10 +46,10 @@ def _recording_jit_train_step(*args, **kwargs):
   return step
 
 
-def _dumping_train_and_evaluate(config, workdir, evaluate_during=False):
-  done = _train_and_evaluate(config, workdir, evaluate_during)
-  state = done["state"]
-  out = {"loss": np.asarray(LOSSES, np.float64), "step": np.int64(done["step"]),
+def _dumping_train_and_evaluate(config, workdir, evaluators=()):
+  done = _train_and_evaluate(config, workdir, evaluators)
+  state = done.state
+  out = {"loss": np.asarray(LOSSES, np.float64), "step": np.int64(done.step),
          "process_index": np.int64(jax.process_index()),
          "local_devices": np.int64(jax.local_device_count()),
          "global_devices": np.int64(jax.device_count())}
@@ -60,9 +61,9 @@ def _dumping_train_and_evaluate(config, workdir, evaluate_during=False):
 
 
 _jit_train_step = train.jit_train_step
-_train_and_evaluate = trainer.train_and_evaluate
+_train_and_evaluate = loop.train_and_evaluate
 train.jit_train_step = _recording_jit_train_step
-trainer.train_and_evaluate = _dumping_train_and_evaluate
+loop.train_and_evaluate = _dumping_train_and_evaluate
 
 if __name__ == "__main__":
   app.run(mipnet_main.main)
