@@ -1,19 +1,19 @@
-"""Every experiment config builds and its model initialises (jax.eval_shape, no compile)."""
+"""mipnet_jax/experiments.py: every experiment config holds the reference's values (the HRNet /
+SimpleBaseline yamls and the MIPNet code) and its model initialises (jax.eval_shape, no
+compile); config arguments; renamed fields."""
 
 from __future__ import annotations
 
-import json
 import pathlib
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import pytest
 
 from mipnet_jax import experiments
-from mipnet_jax.models import build_model
-from mipnet_jax.models.summary import abstract_variables
+from mipnet_jax.models.build import build_model
+from mipnet_jax.models.load import abstract_variables
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -22,52 +22,119 @@ TABLE2 = [f"{a}_coco_{s}" for a in ("hrnet_w32", "hrnet_w48", "sbl_r50", "sbl_r1
           for s in ("256x192", "384x288")]
 TABLE5 = [f"{a}_crowdpose_{s}" for a in ("hrnet_w32", "hrnet_w48") for s in ("256x192", "384x288")]
 
+# The reference yamls (HRNet experiments/coco/hrnet/w32_256x192_adam_lr1e-3.yaml and kin,
+# SimpleBaseline res50_256x192_d256x3_adam_lr1e-3.yaml and kin): IMAGE_SIZE, HEATMAP_SIZE and
+# SIGMA per input size (the yamls list them as width, height; here height, width) ...
+INPUT = {"256x192": dict(image_hw=(256, 192), heatmap_hw=(64, 48), sigma=2.0),
+         "384x288": dict(image_hw=(384, 288), heatmap_hw=(96, 72), sigma=3.0)}
+# ... and per family: colour order, augmentation (SCALE_FACTOR, ROT_FACTOR, PROB_HALF_BODY),
+# schedule (END_EPOCH, LR_STEP, LR_FACTOR), 32 boxes per GPU x 4 GPUs, Adam at 1e-3.
+FAMILY = {
+    "hrnet": dict(color="rgb", scale_factor=0.35, rotation_factor=45.0, half_body_prob=0.3,
+                  total_epochs=210, decay_epochs=(170, 200)),
+    "simple_baseline": dict(color="bgr", scale_factor=0.30, rotation_factor=40.0,
+                            half_body_prob=0.0, total_epochs=140, decay_epochs=(90, 120)),
+}
+ARCH = {"hrnet_w32": ("hrnet", dict(width=32)), "hrnet_w48": ("hrnet", dict(width=48)),
+        "sbl_r50": ("simple_baseline", dict(depth=50)),
+        "sbl_r101": ("simple_baseline", dict(depth=101)),
+        "sbl_r152": ("simple_baseline", dict(depth=152))}
+EVAL_SPLITS = {"coco": {"coco_val", "coco_test_dev", "ochuman_val", "ochuman_test"},
+               "crowdpose": {"crowdpose_val", "crowdpose_test"},
+               "synthetic": {"synthetic_val", "synthetic_val_pairs"}}
+
+
+def parse_name(name: str) -> tuple[str, str, str]:
+  """'hrnet_w32_coco_256x192' -> ('hrnet_w32', 'coco', '256x192')."""
+  rest, size = name.rsplit("_", 1)
+  arch, dataset = rest.rsplit("_", 1)
+  return arch, dataset, size
+
 
 def test_every_paper_row_has_a_config():
   assert set(TABLE2 + TABLE5) <= set(CONFIGS)
+  assert set(CONFIGS) == set(TABLE2 + TABLE5) | {"hrnet_w32_synthetic_256x192"}
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_config_holds_the_reference_values(load_config, name):
+  arch, dataset, size = parse_name(name)
+  family, fields = ARCH[arch]
+  cfg = load_config(name)
+  assert cfg.experiment == name
+  assert (tuple(cfg.data.image_hw), tuple(cfg.data.heatmap_hw), cfg.data.sigma) == (
+      INPUT[size]["image_hw"], INPUT[size]["heatmap_hw"], INPUT[size]["sigma"])
+  want = FAMILY[family]
+  assert {k: cfg.data[k] for k in ("color", "scale_factor", "rotation_factor",
+                                   "half_body_prob")} == {k: want[k] for k in (
+                                       "color", "scale_factor", "rotation_factor",
+                                       "half_body_prob")}
+  assert (cfg.schedule.total_epochs, tuple(cfg.schedule.decay_epochs)) == (
+      want["total_epochs"], want["decay_epochs"])
+  assert (cfg.schedule.decay_factor, cfg.schedule.warmup_epochs) == (0.1, 0)
+  assert (cfg.data.batch_size, cfg.data.flip) == (128, True)
+  assert (cfg.optim.name, cfg.optim.learning_rate, cfg.optim.weight_decay) == ("adam", 1e-3, 0.0)
+  assert cfg.model.name == family and all(cfg.model[k] == v for k, v in fields.items())
+  assert cfg.model.num_keypoints == (14 if dataset == "crowdpose" else 17)
+  # MIPNet: N = 2, MIMBs after stages 3 and 4 (the authors' SE_MODULES), reduction 4.
+  assert cfg.num_instances == 2 and load_config(name, "baseline").num_instances == 1
+  assert (tuple(cfg.model.mimb_slots), cfg.model.mimb_reduce) == (
+      (False, False, True, True), 4)
+  assert set(cfg.eval_data) == EVAL_SPLITS[dataset]
+  # The protocol: gamma^lambda with the paper's 0.9, OKS-NMS at 0.9 (CrowdPose: none), joints
+  # above 0.2 rescore, flip test, ground-truth boxes unless a row says detections.
+  ev = cfg.eval
+  assert (ev.gamma, ev.gamma_mode, ev.in_vis_thre, ev.nms_threshold, ev.flip, ev.boxes) == (
+      0.9, "power", 0.2, 0.9, True, "gt")
+  assert ev.nms == ("none" if dataset == "crowdpose" else "oks")
+  assert (ev.keep_lambda, ev.num_instances, ev.decode) == (-1, 0, "quarter")
 
 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_config_initialises_its_model(load_config, name):
   cfg = load_config(name)
   h, w = cfg.data.image_hw
-  assert tuple(cfg.data.heatmap_hw) == (h // 4, w // 4)
-  assert cfg.data.sigma == (2.0 if h == 256 else 3.0)
-  assert cfg.num_instances == 2 and load_config(name, "baseline").num_instances == 1
-  assert cfg.model.num_keypoints == (14 if "crowdpose" in name else 17)
   model = build_model(cfg.model, cfg.num_instances)
   v = abstract_variables(model, (h, w))
   out = jax.eval_shape(lambda v, x: model.apply(v, x, 2, method=model.predict_instances),
                        v, jax.ShapeDtypeStruct((3, h, w, 3), jnp.float32))
-  assert out.shape == (3, 2, h // 4, w // 4, cfg.model.num_keypoints)
-  expected_evals = ({"coco_val", "coco_test_dev", "ochuman_val", "ochuman_test"}
-                    if "_coco_" in name
-                    else {"synthetic_val", "synthetic_val_pairs"} if "_synthetic_" in name
-                    else {"crowdpose_val", "crowdpose_test"})
-  assert set(cfg.evals) == expected_evals
+  assert out.shape == (3, 2, *INPUT[parse_name(name)[2]]["heatmap_hw"],
+                       cfg.model.num_keypoints)
 
 
 def test_config_arguments():
   c = experiments.experiment("hrnet_w32", "coco", (256, 192), "quick,n=3,bf16")
   assert c.num_instances == 3 and c.model.dtype == "bfloat16"
-  assert c.model.width == 8 and tuple(c.data.image_hw) == (128, 96)
+  assert c.experiment == "hrnet_w32_coco_256x192_quick"
+  assert (c.model.width, c.model.stem_width, tuple(c.model.stage_modules)) == (8, 16, (1, 1, 1))
+  assert (tuple(c.data.image_hw), tuple(c.data.heatmap_hw), c.data.sigma) == ((128, 96),
+                                                                              (32, 24), 2.0)
+  assert (c.model.mimb_reduce, c.data.batch_size, c.eval.batch_size) == (1, 4, 8)
+  assert (c.schedule.total_epochs, tuple(c.schedule.decay_epochs)) == (2, (1,))
+  s = experiments.experiment("hrnet_w32", "synthetic", (256, 192), "quick")
+  assert (s.data.batch_size, s.eval.batch_size, s.schedule.total_epochs) == (32, 64, 10)
+  assert s.eval.splits == "synthetic_val,synthetic_val_pairs"
+  assert experiments.experiment("hrnet_w32", "coco", (256, 192)).eval.splits == "coco_val"
   f = experiments.experiment("hrnet_w48", "coco", (384, 288), "finetune")
   assert f.schedule.total_epochs == 110 and tuple(f.schedule.decay_epochs) == (70, 100)
+  b = experiments.experiment("sbl_r50", "coco", (256, 192), "baseline,bf16")
+  assert (b.num_instances, b.model.dtype) == (1, "bfloat16")
   with pytest.raises(ValueError, match="unknown config argument 'fast'"):
     experiments.experiment("hrnet_w32", "coco", (256, 192), "fast")
+  with pytest.raises(ValueError, match="unknown config argument 'n=x'"):
+    experiments.experiment("hrnet_w32", "coco", (256, 192), "n=x")
 
 
-def test_main_summary_json():
-  cmd = [sys.executable, "-m", "mipnet_jax.main",
-         "--config=configs/sbl_r50_coco_256x192.py:quick", "--mode=summary", "--json",
-         "--config.model.mimb_reduce=2"]
-  out = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, check=True)
-  report = json.loads(out.stdout.strip().splitlines()[-1])
-  assert report["config"] == "sbl_r50_coco_256x192_quick"
-  assert set(report["macs"]) == set(report["paper_gflops"]) == set(report["xla_flops"]) == {
-      "1", "2", "3", "4"}
-  assert report["macs"]["1"] < report["macs"]["2"] < report["macs"]["4"]
-  # reduce=2 at base width 8: MIMB(64) before layer3 and MIMB(128) before layer4, each
-  # 2*C*C/2 (F_ex) + 3*C/2 + 2*C/2 (Linear(2, C/2) and BN1d) + (C/2 + 1)*C (Linear(C/2, C)).
-  mimb = lambda c: c * c + 3 * c // 2 + c + (c // 2 + 1) * c
-  assert report["mimb_params"] == mimb(64) + mimb(128) == 31_392
+def test_renamed_fields():
+  assert experiments.RENAMED == {"evals": "eval_data"}
+  assert experiments.renamed_field("evals") == "eval_data"
+  assert experiments.renamed_field("evals.coco_val.det_file") == "eval_data.coco_val.det_file"
+  for name in ("eval", "eval.splits", "evalsx", "eval_data.coco_val", "data.evals"):
+    assert experiments.renamed_field(name) is None, name
+  config = experiments.experiment("hrnet_w32", "coco", (256, 192))
+  experiments.check_renamed(config)                      # a current config passes
+  config.unlock()
+  config.evals = ml_collections.ConfigDict({"coco_val": {}})
+  with pytest.raises(ValueError) as info:
+    experiments.check_renamed(config)
+  assert str(info.value) == "config.evals was renamed to config.eval_data"

@@ -10,9 +10,9 @@ import re
 import jax
 import pytest
 
-from mipnet_jax.eval import run as evaluate
-from mipnet_jax.models import build_model
-from mipnet_jax.models.summary import abstract_variables
+from mipnet_jax.eval.protocol import make_protocol
+from mipnet_jax.models.build import build_model
+from mipnet_jax.models.load import abstract_variables
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 DOC = REPO_ROOT / "REPRODUCE.md"
@@ -82,13 +82,15 @@ def test_row_config_and_evaluation(load_config, row):
   n = re.search(r"N=(\d)", row.method)
   if n:
     assert config.num_instances == int(n.group(1))
-  assert row.paper == "—" or float(row.paper) > 0
+  # An AP in percent with one decimal, as the supplementary prints it (its value is checked
+  # against the supplementary's text in test_paper_numbers_match_the_supplementary).
+  assert re.fullmatch(r"\d{2}\.\d", row.paper), row.paper
   for split in config.eval.splits.split(","):
     if split in NEEDS_USER_BOXES and config.eval.boxes == "detections":
       with pytest.raises(ValueError, match="det_file is empty"):
-        evaluate.make_protocol(config, split, "")
+        make_protocol(config, split, "")
     else:
-      protocol = evaluate.make_protocol(config, split, "")
+      protocol = make_protocol(config, split, "")
       assert protocol.num_instances == config.num_instances
 
 
