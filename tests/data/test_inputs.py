@@ -6,6 +6,7 @@ import pathlib
 import numpy as np
 import pytest
 
+from mipnet_jax.core import codec
 from mipnet_jax.data import inputs
 
 
@@ -24,6 +25,12 @@ def test_synthetic_default_trains_without_downloads(synthetic_config):
   n, (h, w) = synthetic_config.num_instances, synthetic_config.data.image_hw
   assert b["image"].shape == (loading.batch_size, h, w, 3)
   assert b["target_windows"].shape == (loading.batch_size, n, 17, 4)
+  # The targets are those of the batch's joints (input-crop pixels, visibility).
+  windows, weight = codec.heatmap_windows(b["joints"][..., :2], b["joints"][..., 2], (h, w),
+                                          tuple(synthetic_config.data.heatmap_hw),
+                                          synthetic_config.data.sigma)
+  np.testing.assert_array_equal(b["target_weight"], weight)
+  np.testing.assert_array_equal(b["target_windows"], windows)
   assert b["target_weight"].sum() > 0
   # Two processes split the global batch; their halves interleave into process 0 of 1.
   part, ploading, _ = inputs.train_input(synthetic_config, 1, 2)
