@@ -6,8 +6,9 @@
 Both runs use the quick HRNet-W32 synthetic config (``experiments.experiment("hrnet_w32",
 "synthetic", (256, 192), "quick")``, plus ``baseline`` for N=1): same steps, batch, seed and
 data, differing only in num_instances. Each trains in its own process with
-``trainer.train_and_evaluate(config, workdir, evaluate_during=True)`` in OUT/baseline and
-OUT/mipnet (deleted first: every comparison starts fresh), evaluating on synthetic_val and
+``train.loop.train_and_evaluate(config, workdir, evaluators)`` in OUT/baseline and OUT/mipnet
+(deleted first: every comparison starts fresh), with the evaluators of ``--mode=train_and_eval``
+(``eval.evaluators.from_config(..., with_lambda0=True)``) on synthetic_val and
 synthetic_val_pairs (the images of occluding pairs). Writes to OUT:
   comparison.md / comparison.json  AP, AP50, AR per split: baseline, MIPNet merged over
                                    lambda, MIPNet lambda=0 only (baseline-style);
@@ -38,7 +39,7 @@ def make_config(a, run: str):
   c.train.log_every_steps = max(1, min(a.log_every, a.steps))
   with c.ignore_type():                   # the config's field is an int; allow fractions
     c.train.eval_every_epochs = a.eval_every_epochs
-  c.eval.splits = ",".join(s for s in SPLITS if s in c.evals)
+  c.eval.splits = ",".join(s for s in SPLITS if s in c.eval_data)
   if a.num_train:
     c.data.synthetic.num_train = a.num_train
   if a.num_val:
@@ -47,21 +48,25 @@ def make_config(a, run: str):
 
 
 def worker(a) -> None:
-  """Trains one run in this process; writes WORKDIR/summary.json."""
+  """Trains one run in this process, evaluating as ``--mode=train_and_eval`` does; writes
+  WORKDIR/summary.json."""
   from mipnet_jax.core import runtime
   runtime.configure_cpu_xla("hrnet")      # before the first JAX computation
-  from mipnet_jax.train import loop as trainer
+  from mipnet_jax.eval import evaluators
+  from mipnet_jax.models.build import build_model
+  from mipnet_jax.train import loop
   config = make_config(a, a.worker)
   workdir = os.path.join(a.out, a.worker)
-  done = trainer.train_and_evaluate(config, workdir, evaluate_during=True)
-  evals = {out["protocol"]["split"]: {"metrics": out["metrics"],
-                                      "metrics_lambda0": out.get("metrics_lambda0")}
-           for out in done["evals"]}
-  summary = {"run": a.worker, "num_instances": config.num_instances, "step": done["step"],
-             "elapsed": done["elapsed"], "evals": evals}
+  model = build_model(config.model, config.num_instances)
+  evals = evaluators.from_config(config, model, os.path.join(workdir, "eval"), with_lambda0=True)
+  done = loop.train_and_evaluate(config, workdir, evals)
+  results = {r.protocol.split: {"metrics": r.metrics, "metrics_lambda0": r.metrics_lambda0}
+             for r in done.evals}
+  summary = {"run": a.worker, "num_instances": config.num_instances, "step": done.step,
+             "elapsed": done.elapsed, "evals": results}
   with open(os.path.join(workdir, "summary.json"), "w") as f:
     json.dump(summary, f, indent=1)
-  print(trainer.format_summary(config, done))
+  print(done.summary())
 
 
 def read_jsonl(path: str) -> list[dict]:

@@ -16,10 +16,9 @@ import argparse
 import cv2
 import numpy as np
 
-from mipnet_jax.core import codec
-from mipnet_jax.serve import draw as visualize
+from mipnet_jax.core import codec, meta as meta_lib
 from mipnet_jax.data import coco_format, transforms
-from mipnet_jax.core import meta as meta_lib
+from mipnet_jax.serve import draw
 
 
 def render_sample(sample: dict, meta: meta_lib.DatasetMeta, heatmap_hw: tuple[int, int],
@@ -30,9 +29,9 @@ def render_sample(sample: dict, meta: meta_lib.DatasetMeta, heatmap_hw: tuple[in
   maps = codec.render_heatmaps(sample["target_windows"], sample["target_weight"], heatmap_hw,
                                sigma)
   for lam in range(len(maps)):
-    color = visualize.instance_color(lam)
-    visualize.draw_pose(panels[0], sample["joints"][lam], meta, color, dashed=lam > 0)
-    panels.append(visualize.heatmap_overlay(crop, maps[lam], color))
+    color = draw.instance_color(lam)
+    draw.draw_pose(panels[0], sample["joints"][lam], meta, color, dashed=lam > 0)
+    panels.append(draw.heatmap_overlay(crop, maps[lam], color))
   return np.concatenate(panels, axis=1)
 
 

@@ -12,8 +12,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from _tiny_model import tiny
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, load_oracle, tiny_checkpoint
 
 NOTEBOOK = REPO_ROOT / "notebooks" / "mipnet_jax_tour.ipynb"
 TAGS = ("install", "parameters", "train", "export", "ap-table", "predictions", "sweep")
@@ -22,6 +21,52 @@ NUM_SHOW = 2
 SPLITS = ("synthetic_val", "synthetic_val_pairs")
 ROWS = ("baseline HRNet (N=1)", "MIPNet (N=2), merged", "MIPNet (N=2), λ=0 only")
 PNG = b"\x89PNG\r\n\x1a\n"
+
+
+REF = load_oracle("reference_postprocess")
+ANNOTATIONS = {"synthetic_val": "person_keypoints_val.json",
+               "synthetic_val_pairs": "person_keypoints_val_pairs.json"}
+
+
+def reference_results(candidates, keep_lambda=None, min_box_score=None) -> list[dict]:
+  """COCO results of saved candidates by an independent path: the reference post-processing
+  loop (gamma 0.9 power, OKS-NMS 0.9) on the candidates of boxes >= ``min_box_score``."""
+  import numpy as np
+
+  from mipnet_jax.core.meta import get_meta
+  c = candidates
+  if min_box_score is not None:
+    c = c.take(np.flatnonzero(c.box_score >= min_box_score))
+  rows, scores = REF.reference_postprocess(c.keypoints, c.box_score, c.area, c.image_id, c.lam,
+                                           get_meta("synthetic").sigmas, gamma=0.9,
+                                           gamma_mode="power", keep_lambda=keep_lambda)
+  return [{"image_id": int(c.image_id[r]), "category_id": 1,
+           "keypoints": c.keypoints[r].astype(np.float64).ravel().tolist(), "score": s}
+          for r, s in zip(rows, scores)]
+
+
+def reference_ap(data_root, split: str, candidates, keep_lambda=None, min_box_score=None):
+  """AP of ``reference_results`` by pycocotools with the dataset's sigmas (0 for none)."""
+  import contextlib
+  import io
+
+  import numpy as np
+  from pycocotools.coco import COCO
+  from pycocotools.cocoeval import COCOeval
+
+  from mipnet_jax.core.meta import get_meta
+  results = reference_results(candidates, keep_lambda, min_box_score)
+  if not results:
+    return 0.0
+  with contextlib.redirect_stdout(io.StringIO()):
+    gt = COCO(str(data_root / "annotations" / ANNOTATIONS[split]))
+    coco_eval = COCOeval(gt, gt.loadRes(results), "keypoints")
+    coco_eval.params.useSegm = None
+    coco_eval.params.kpt_oks_sigmas = np.array(get_meta("synthetic").sigmas)
+    coco_eval.evaluate()
+    coco_eval.accumulate()
+    coco_eval.summarize()
+  return float(coco_eval.stats[0])
 
 
 def read_notebook():
@@ -69,7 +114,7 @@ def executed(tmp_path_factory):
   from mipnet_jax import experiments
   tmp = tmp_path_factory.mktemp("notebook")
   baseline = experiments.experiment("hrnet_w32", "synthetic", (256, 192), "quick,baseline")
-  _, _, checkpoint = tiny(baseline, tmp / "baseline_variables")
+  _, _, checkpoint = tiny_checkpoint(baseline, tmp / "baseline_variables")
   workdir, data_root = tmp / "tour", tmp / "synthetic"
   env = {k: v for k, v in os.environ.items() if not k.startswith("MIPNET_TOUR_")}
   env.update(JAX_PLATFORMS="cpu", MIPNET_TOUR_WORKDIR=str(workdir),
@@ -104,22 +149,43 @@ def test_mipnet_trains_and_the_baseline_loads(executed):
   assert [png[:8] for png in images(cells["train"])] == [PNG]       # the loss curve
 
 
+def bundle_pose_count(bundle, data_root) -> int:
+  """The poses the bundle predicts on the ground-truth boxes of the notebook's NUM_SHOW
+  crowded images (its selection: images of exactly two people first, then by id)."""
+  import numpy as np
+
+  from mipnet_jax.data.image import read_image
+  from mipnet_jax.serve.predictor import Predictor
+  pairs = json.loads((data_root / "annotations" / ANNOTATIONS["synthetic_val_pairs"]
+                      ).read_text())
+  people = {}
+  for ann in pairs["annotations"]:
+    people.setdefault(ann["image_id"], []).append(ann["bbox"])
+  chosen = sorted(pairs["images"], key=lambda im: (len(people.get(im["id"], [])) != 2, im["id"]))
+  predictor = Predictor.from_bundle(str(bundle))
+  return sum(len(predictor(read_image(str(data_root / "images" / "val" / im["file_name"])),
+                           np.array(people.get(im["id"], []), np.float32).reshape(-1, 4)))
+             for im in chosen[:NUM_SHOW])
+
+
 def test_the_exported_bundle_gives_the_in_process_poses(executed):
-  _, cells, workdir, _, _ = executed
+  _, cells, workdir, data_root, _ = executed
   found = re.search(r"bundle matches in-process model: (\w+) \((\d+) poses on (\d+) images, "
                     r"max keypoint difference (\S+) px\)", stdout(cells["export"]))
   assert found, stdout(cells["export"])
   same, poses, shown, largest = found.groups()
   assert same == "True" and float(largest) == 0.0
-  assert int(shown) == NUM_SHOW and int(poses) >= NUM_SHOW
   bundle = workdir / "bundle_mipnet"
+  # The same images and boxes through the bundle here: the number of poses printed.
+  assert int(shown) == NUM_SHOW and int(poses) == bundle_pose_count(bundle, data_root)
   manifest = json.loads((bundle / "bundle.json").read_text())
   assert manifest["num_instances"] == 2 and manifest["weights"].startswith(str(workdir))
   assert (bundle / "predict.jax").is_file() and (bundle / "variables").is_dir()
 
 
 def test_the_ap_table_has_every_model_and_split(executed):
-  _, cells, _, _, _ = executed
+  from mipnet_jax.eval.candidates import load_candidates
+  _, cells, workdir, data_root, _ = executed
   tables = [o.data["text/markdown"] for o in outputs(cells["ap-table"], "display_data")]
   assert len(tables) == 1
   lines = tables[0].splitlines()
@@ -127,10 +193,28 @@ def test_the_ap_table_has_every_model_and_split(executed):
   assert head == ["model"] + [f"{s} {c}" for s in SPLITS for c in ("AP", "AP50", "AR")]
   rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
   assert [r[0] for r in rows] == list(ROWS)
-  for row in rows:
-    values = [float(v) for v in row[1:]]
-    assert len(values) == 6
-    assert all(0.0 <= v <= 1.0 or v == -1.0 for v in values), row
+  # Merged rows: the metrics files run_eval wrote for each model; the lambda=0 row: the
+  # reference loop with lambda=0 alone on MIPNet's saved candidates, scored by pycocotools.
+  # (After a few steps every AP is 0.0; the results files behind the merged rows are checked
+  # against the reference loop too, so the check does not rest on zeros alone.)
+  want = {}
+  for row, name, n in zip(ROWS[:2], ("baseline", "mipnet"), (1, 2)):
+    metrics = {s: json.loads((workdir / name / "eval" / f"metrics_{s}_gt_N{n}_merged.json"
+                              ).read_text())["metrics"] for s in SPLITS}
+    want[row] = [f"{metrics[s][c]:.4f}" for s in SPLITS for c in ("AP", "AP50", "AR")]
+  assert [r[1:] for r in rows[:2]] == [want[ROWS[0]], want[ROWS[1]]]
+  for i, split in enumerate(SPLITS):
+    c = load_candidates(str(workdir / "mipnet" / "eval" /
+                            f"candidates_{split}_gt_N2_merged.npz"))
+    assert rows[2][1 + 3 * i] == f"{reference_ap(data_root, split, c, keep_lambda=0):.4f}"
+    assert rows[1][1 + 3 * i] == f"{reference_ap(data_root, split, c):.4f}"
+    assert json.loads((workdir / "mipnet" / "eval" / f"results_{split}_gt_N2_merged.json"
+                       ).read_text()) == reference_results(c)
+    c = load_candidates(str(workdir / "baseline" / "eval" /
+                            f"candidates_{split}_gt_N1_merged.npz"))
+    assert rows[0][1 + 3 * i] == f"{reference_ap(data_root, split, c):.4f}"
+    assert json.loads((workdir / "baseline" / "eval" / f"results_{split}_gt_N1_merged.json"
+                       ).read_text()) == reference_results(c)
 
 
 def test_predictions_are_drawn(executed):
@@ -145,21 +229,34 @@ def test_predictions_are_drawn(executed):
 
 
 def test_the_confidence_sweep_table_and_plot(executed):
+  from mipnet_jax.eval.candidates import load_candidates
   _, cells, workdir, data_root, _ = executed
   out = stdout(cells["sweep"])
   table = [line.split() for line in out.splitlines() if re.match(r"\s+\d\.\d\d\s", line)]
   assert [float(r[0]) for r in table] == [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+  thresholds = [float(r[0]) for r in table]
   baseline_ap, baseline_boxes, mipnet_ap, mipnet_boxes = zip(
-      *[(float(r[1]), int(r[2]), float(r[3]), int(r[4])) for r in table])
-  assert baseline_boxes == mipnet_boxes                # the same detections for both models
-  assert list(baseline_boxes) == sorted(baseline_boxes, reverse=True)
-  assert baseline_boxes[0] > baseline_boxes[-1] > 0
+      *[(r[1], int(r[2]), r[3], int(r[4])) for r in table])
+  # Boxes: the simulated detector's boxes of the pairs split scoring at least each threshold,
+  # the same for both models.
   detections = json.loads(
       (data_root / "annotations" / "person_detections_val_pairs.json").read_text())
-  assert baseline_boxes[0] == len(detections)
-  assert all(0.0 <= ap <= 1.0 or ap == -1.0 for ap in baseline_ap + mipnet_ap)
+  counts = [sum(d["score"] >= t for d in detections) for t in thresholds]
+  assert list(baseline_boxes) == list(mipnet_boxes) == counts
+  assert counts[0] == len(detections) and counts[-1] < counts[0]
+  # AP: each model's saved candidates (every detection, merged), kept at the threshold, through
+  # the reference loop and pycocotools.
   folder = workdir / "eval" / "sweep_synthetic_val_pairs"
+  for name, n, shown in (("baseline", 1, baseline_ap), ("mipnet", 2, mipnet_ap)):
+    c = load_candidates(str(folder / name / f"candidates_synthetic_val_pairs_det0_N{n}_merged.npz"))
+    assert len(c) == n * len(detections)
+    assert json.loads((folder / name / f"results_synthetic_val_pairs_det0_N{n}_merged.json"
+                       ).read_text()) == reference_results(c)
+    assert list(shown) == [
+        f"{reference_ap(data_root, 'synthetic_val_pairs', c, min_box_score=t):.4f}"
+        for t in thresholds]
   rows = json.loads((folder / "sweep.json").read_text())["rows"]
   assert [r["mipnet_boxes"] for r in rows] == list(mipnet_boxes)
+  assert [f"{r['baseline']:.4f}" for r in rows] == list(baseline_ap)
   png = (folder / "sweep.png").read_bytes()
   assert png[:8] == PNG and images(cells["sweep"]) == [png]     # the plot is shown
