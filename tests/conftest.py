@@ -90,14 +90,14 @@ TINY_ARCHS = {  # the `:quick` widths of experiments.QUICK_ARCHS, smallest topol
 
 @pytest.fixture(scope="session")
 def tiny_model():
-  """``tiny_model(arch="hrnet", n=2, image_hw=(64, 48), seed=0, **model_fields)`` ->
+  """``tiny_model(arch="hrnet", n=2, image_hw=(64, 64), seed=0, **model_fields)`` ->
   (model, variables): a `:quick`-width network with ``random_variables``, cached per
   arguments for the session (the one tiny model of the suite)."""
   from mipnet_jax.models.build import build_model
 
   cache = {}
 
-  def make(arch: str = "hrnet", n: int = 2, image_hw=(64, 48), seed: int = 0, **fields):
+  def make(arch: str = "hrnet", n: int = 2, image_hw=(64, 64), seed: int = 0, **fields):
     key = (arch, n, tuple(image_hw), seed, tuple(sorted(fields.items())))
     if key not in cache:
       cfg = dict(TINY_ARCHS[arch], num_keypoints=17, mimb_slots=(False, False, True, True),
