@@ -13,12 +13,12 @@ import pytest
 from mipnet_jax.eval.metrics import AnnotationError, CrowdPoseMetric
 from mipnet_jax.eval.metrics.crowdpose import CROWDPOSE_METRICS
 
-CROWD_VAL = "crowdpose/xtcocoapi_examples/example_crowdpose_val.json"
-CROWD_PREDS = "crowdpose/xtcocoapi_examples/example_crowdpose_preds.json"
-OFFICIAL_VAL = "crowdpose/official_api/crowdpose_val.json"
+from _metric_cases import (
+    CROWD_VAL, CROWD_PREDS, OFFICIAL_VAL, THRESHOLDS, person, pose, result, hand_oks,
+    expected_ap)
+
 CROWDPOSE_SIGMAS = np.array([.79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89,
                              .79, .79]) / 10
-THRESHOLDS = np.linspace(.5, .95, 10)
 
 # The reference numbers below come from mmpose's xtcocotools 1.14.3 (PyPI sdist, built
 # against this NumPy): COCOeval(gt, gt.loadRes(preds), 'keypoints_crowd', CROWDPOSE_SIGMAS,
@@ -110,39 +110,6 @@ def test_crowdpose_live_against_xtcocotools(shared_data, case):
 
 
 # ---- Hand-built case ------------------------------------------------------------------
-
-def person(ann_id: int, image_id: int, box: list[float], keypoints: np.ndarray, **extra) -> dict:
-  return {"id": ann_id, "image_id": image_id, "category_id": 1, "iscrowd": 0, "bbox": box,
-          "keypoints": keypoints.ravel().tolist(), "num_keypoints": len(keypoints),
-          **extra}
-
-
-def pose(num_keypoints: int, x0: float, y0: float) -> np.ndarray:
-  """[K, 3] keypoints spread over a 100 x 200 box at (x0, y0), all v = 2."""
-  k = np.arange(num_keypoints)
-  return np.stack([x0 + 10 + 5 * k, y0 + 10 + 11 * k, np.full(num_keypoints, 2.)], 1)
-
-
-def result(image_id: int, keypoints: np.ndarray, score: float) -> dict:
-  return {"image_id": image_id, "category_id": 1, "keypoints": keypoints.ravel().tolist(),
-          "score": score}
-
-
-def hand_oks(shift: float, sigmas, area: float) -> float:
-  """OKS of a prediction with every keypoint moved by ``shift`` pixels (the OKS formula)."""
-  sigmas = np.asarray(sigmas)
-  return float(np.mean(np.exp(-shift ** 2 / (2 * sigmas) ** 2 / area / 2)))
-
-
-def expected_ap(oks: float, recall_if_missed: float) -> float:
-  """AP when every prediction is right except one, ranked last, of OKS ``oks``.
-
-  At a threshold <= oks all are true positives (precision 1 at every recall threshold);
-  above it, precision is 1 up to recall ``recall_if_missed`` and 0 beyond (101 points).
-  """
-  matched = int(np.sum(THRESHOLDS <= oks))
-  points = np.sum(np.linspace(0, 1, 101) <= recall_if_missed + 1e-12)
-  return (matched + (10 - matched) * points / 101) / 10
 
 
 def crowdpose_scene() -> dict:

@@ -16,11 +16,9 @@ from mipnet_jax.eval.metrics import (
     make_metric,
 )
 
-COCO_FILE = "coco/test_coco.json"
-COCO_PREDS = "coco/xtcocoapi_examples/example_coco_preds.json"
-CROWD_VAL = "crowdpose/xtcocoapi_examples/example_crowdpose_val.json"
-CROWD_PREDS = "crowdpose/xtcocoapi_examples/example_crowdpose_preds.json"
-OFFICIAL_VAL = "crowdpose/official_api/crowdpose_val.json"
+from _metric_cases import (
+    COCO_FILE, COCO_PREDS, CROWD_VAL, CROWD_PREDS, OFFICIAL_VAL)
+
 ANNOTATION_FILES = [("coco", COCO_FILE), ("crowdpose", "crowdpose/test_crowdpose.json"),
                     ("crowdpose", CROWD_VAL), ("crowdpose", OFFICIAL_VAL),
                     ("ochuman", "ochuman/test_ochuman.json")]

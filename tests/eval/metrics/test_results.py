@@ -14,34 +14,8 @@ from mipnet_jax.eval.metrics.results import (
     validate_results,
 )
 
-COCO_FILE = "coco/test_coco.json"
-COCO_PREDS = "coco/xtcocoapi_examples/example_coco_preds.json"
-CROWD_VAL = "crowdpose/xtcocoapi_examples/example_crowdpose_val.json"
-
-
-def person(ann_id: int, image_id: int, box: list[float], keypoints: np.ndarray, **extra) -> dict:
-  return {"id": ann_id, "image_id": image_id, "category_id": 1, "iscrowd": 0, "bbox": box,
-          "keypoints": keypoints.ravel().tolist(), "num_keypoints": len(keypoints),
-          **extra}
-
-
-def pose(num_keypoints: int, x0: float, y0: float) -> np.ndarray:
-  """[K, 3] keypoints spread over a 100 x 200 box at (x0, y0), all v = 2."""
-  k = np.arange(num_keypoints)
-  return np.stack([x0 + 10 + 5 * k, y0 + 10 + 11 * k, np.full(num_keypoints, 2.)], 1)
-
-
-def result(image_id: int, keypoints: np.ndarray, score: float) -> dict:
-  return {"image_id": image_id, "category_id": 1, "keypoints": keypoints.ravel().tolist(),
-          "score": score}
-
-
-def coco_scene() -> dict:
-  images = [{"id": 7, "file_name": "a.jpg", "height": 480, "width": 640}]
-  anns = [person(1, 7, [0., 0., 100., 200.], pose(17, 0, 0), area=10000.),
-          person(2, 7, [300., 0., 100., 200.], pose(17, 300, 0), area=10000.)]
-  return {"images": images, "annotations": anns,
-          "categories": [{"id": 1, "name": "person"}]}
+from _metric_cases import (
+    COCO_FILE, COCO_PREDS, CROWD_VAL, pose, result, coco_scene)
 
 
 def one_line_error(error_type, call) -> str:
