@@ -120,3 +120,37 @@ def tiny_checkpoint(config, path) -> tuple:
   model = build_model(config.model, evaluated_n(config))
   variables = random_variables(model, tuple(config.data.image_hw))
   return model, variables, checkpoints.save_variables(str(path), variables)
+
+
+# --- serving: one tiny model with its exported bundle, shared by the serve tests -----------
+
+@pytest.fixture(scope="session")
+def served_model(load_config, tmp_path_factory):
+  """(config, checkpoint folder, bundle folder) of the synthetic `:quick` N=2 model with
+  ``random_variables``, exported once for the session."""
+  from mipnet_jax.serve import export
+
+  config = load_config("hrnet_w32_synthetic_256x192", "quick")
+  folder = tmp_path_factory.mktemp("served_model")
+  model, variables, checkpoint = tiny_checkpoint(config, folder / "ckpt")
+  export.export_bundle(config, model, variables, str(folder / "bundle"), "random")
+  return config, checkpoint, str(folder / "bundle")
+
+
+@pytest.fixture(scope="session")
+def predictor(served_model):
+  """``Predictor.from_config`` of ``served_model``."""
+  from mipnet_jax.serve.predictor import Predictor
+
+  config, checkpoint, _ = served_model
+  return Predictor.from_config(config, checkpoint)
+
+
+@pytest.fixture
+def coco(shared_data):
+  """The shared COCO sample folder (images, annotations, detection boxes)."""
+  root = shared_data / "coco"
+  names = ("test_coco.json", "test_coco_det_AP_H_56.json")
+  if not all((root / n).is_file() for n in names):
+    pytest.skip(f"{root} lacks {names} (the shared COCO sample)")
+  return root

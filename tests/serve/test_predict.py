@@ -21,31 +21,6 @@ CONFIG = "hrnet_w32_synthetic_256x192"
 IDS = {785, 40083, 196141, 197388}
 
 
-@pytest.fixture(scope="module")
-def model_files(load_config, tmp_path_factory):
-  """(config, checkpoint folder, bundle folder) of a tiny N=2 model with random weights."""
-  config = load_config(CONFIG, "quick")
-  folder = tmp_path_factory.mktemp("predict_model")
-  model, variables, checkpoint = tiny_checkpoint(config, folder / "ckpt")
-  export.export_bundle(config, model, variables, str(folder / "bundle"), "random")
-  return config, checkpoint, str(folder / "bundle")
-
-
-@pytest.fixture(scope="module")
-def predictor(model_files):
-  config, checkpoint, _ = model_files
-  return Predictor.from_config(config, checkpoint)
-
-
-@pytest.fixture
-def coco(shared_data):
-  root = shared_data / "coco"
-  names = ("test_coco.json", "test_coco_det_AP_H_56.json")
-  if not all((root / n).is_file() for n in names):
-    pytest.skip(f"{root} lacks {names} (the shared COCO sample)")
-  return root
-
-
 def test_predict_on_the_coco_sample_writes_results_pycocotools_reads(predictor, coco, tmp_path):
   from pycocotools.coco import COCO as CocoApi
   dets = json.loads((coco / "test_coco_det_AP_H_56.json").read_text())
@@ -113,9 +88,9 @@ def _main(*args, timeout=300):
                         capture_output=True, text=True, timeout=timeout)
 
 
-def test_cli_export_then_predict_with_the_bundle_on_a_whole_image(model_files, predictor, coco,
+def test_cli_export_then_predict_with_the_bundle_on_a_whole_image(served_model, predictor, coco,
                                                                    tmp_path):
-  checkpoint = model_files[1]
+  checkpoint = served_model[1]
   done = _main(f"--config=configs/{CONFIG}.py:quick", f"--config.eval.checkpoint={checkpoint}",
                "--mode=export", f"--workdir={tmp_path}")
   assert done.returncode == 0, done.stderr

@@ -16,37 +16,11 @@ from mipnet_jax.models.load import LoadedModel
 from mipnet_jax.serve import draw, export
 from mipnet_jax.serve.predictor import Pose, Predictor
 
-CONFIG = "hrnet_w32_synthetic_256x192"
 
 
-@pytest.fixture(scope="module")
-def model_files(load_config, tmp_path_factory):
-  """(config, checkpoint folder, bundle folder) of a tiny N=2 model with random weights."""
-  config = load_config(CONFIG, "quick")
-  folder = tmp_path_factory.mktemp("predictor_model")
-  model, variables, checkpoint = tiny_checkpoint(config, folder / "ckpt")
-  export.export_bundle(config, model, variables, str(folder / "bundle"), "random")
-  return config, checkpoint, str(folder / "bundle")
-
-
-@pytest.fixture(scope="module")
-def predictor(model_files):
-  config, checkpoint, _ = model_files
-  return Predictor.from_config(config, checkpoint)
-
-
-@pytest.fixture
-def coco(shared_data):
-  root = shared_data / "coco"
-  names = ("test_coco.json", "test_coco_det_AP_H_56.json")
-  if not all((root / n).is_file() for n in names):
-    pytest.skip(f"{root} lacks {names} (the shared COCO sample)")
-  return root
-
-
-def test_bundle_and_config_predict_the_same_poses_on_a_whole_image(model_files, predictor, coco):
+def test_bundle_and_config_predict_the_same_poses_on_a_whole_image(served_model, predictor, coco):
   image = read_image(str(coco / "000000000785.jpg"))
-  bundled = Predictor.from_bundle(model_files[2])
+  bundled = Predictor.from_bundle(served_model[2])
   a, b = predictor(image), bundled(image)
   # One box, N=2 candidates: OKS-NMS keeps one or both.
   assert len(a) == len(b) and len(a) in (1, 2)
@@ -55,8 +29,8 @@ def test_bundle_and_config_predict_the_same_poses_on_a_whole_image(model_files, 
     assert (p.score, p.lam, p.box_score) == (q.score, q.lam, q.box_score)
     np.testing.assert_array_equal(p.box, [0, 0, 640, 425])
   assert [p.score for p in a] == sorted((p.score for p in a), reverse=True)
-  assert bundled.spec == predictor.spec == PostprocessSpec.from_eval(model_files[0].eval)
-  assert (bundled.weights, predictor.weights) == ("random", model_files[1])
+  assert bundled.spec == predictor.spec == PostprocessSpec.from_eval(served_model[0].eval)
+  assert (bundled.weights, predictor.weights) == ("random", served_model[1])
   assert predictor(image, np.zeros((0, 4))) == []
 
 
