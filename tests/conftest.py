@@ -48,6 +48,29 @@ def load_config():
   return load
 
 
+def pycocotools_stats(gt_path: str, results, sigmas=None) -> list[float]:
+  """The 10 COCO keypoint stats (AP, AP50, ..., ARL) of ``results`` (a results file or list)
+  run directly with pycocotools, the independent path the evaluation is checked against;
+  ``sigmas`` replaces pycocotools' default (COCO) OKS sigmas."""
+  import contextlib
+  import io
+
+  import numpy as np
+  from pycocotools.coco import COCO
+  from pycocotools.cocoeval import COCOeval
+
+  with contextlib.redirect_stdout(io.StringIO()):
+    gt = COCO(gt_path)
+    coco_eval = COCOeval(gt, gt.loadRes(results), "keypoints")
+    coco_eval.params.useSegm = None
+    if sigmas is not None:
+      coco_eval.params.kpt_oks_sigmas = np.array(sigmas)
+    coco_eval.evaluate()
+    coco_eval.accumulate()
+    coco_eval.summarize()
+  return [float(v) for v in coco_eval.stats]
+
+
 def load_oracle(name: str):
   """tests/oracles/<name>.py: an independent re-implementation used as a test oracle (the
   official HRNet sample path, the reference post-processing loop, the PyTorch models)."""
@@ -154,3 +177,23 @@ def coco(shared_data):
   if not all((root / n).is_file() for n in names):
     pytest.skip(f"{root} lacks {names} (the shared COCO sample)")
   return root
+
+
+# --- the quick COCO config on the shared COCO sample ---------------------------------------
+
+COCO_SAMPLE_DETS = "test_coco_det_AP_H_56.json"
+
+
+def coco_sample_config(load_config, shared_data):
+  """``hrnet_w32_coco_256x192:quick`` whose coco_val split is the shared COCO sample (its
+  annotations, images and detection file)."""
+  c = load_config("hrnet_w32_coco_256x192", "quick")
+  c.data.root = str(shared_data / "coco")
+  c.eval_data.coco_val.update(ann="test_coco.json", images=".", det_file=COCO_SAMPLE_DETS)
+  return c
+
+
+@pytest.fixture
+def coco_config(load_config, shared_data):
+  """A fresh ``coco_sample_config`` per test (tests change it)."""
+  return coco_sample_config(load_config, shared_data)

@@ -4,8 +4,6 @@ reference post-processing of MIPNet's saved candidates with lambda=0 alone."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import subprocess
 import sys
@@ -13,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT, load_oracle
+from conftest import REPO_ROOT, load_oracle, pycocotools_stats
 from mipnet_jax.core.meta import get_meta
 from mipnet_jax.eval.candidates import load_candidates
 from mipnet_jax.eval.postprocess import Kept, coco_results
@@ -26,18 +24,6 @@ COCO_KEYS = ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM", "A
 REF = load_oracle("reference_postprocess")
 
 
-def pycocotools_metrics(gt_path: str, results: str | list) -> dict:
-  """The COCO keypoint protocol run directly with pycocotools (an independent path)."""
-  from pycocotools.coco import COCO
-  from pycocotools.cocoeval import COCOeval
-  with contextlib.redirect_stdout(io.StringIO()):
-    gt = COCO(gt_path)
-    coco_eval = COCOeval(gt, gt.loadRes(results), "keypoints")
-    coco_eval.params.useSegm = None
-    coco_eval.evaluate()
-    coco_eval.accumulate()
-    coco_eval.summarize()
-  return dict(zip(COCO_KEYS, map(float, coco_eval.stats)))
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +76,7 @@ def test_reported_metrics_are_pycocotools_on_the_runs_results(compared):
       assert stamp["protocol"]["weights"] == "training step 3"
       results = out / run / "eval" / "step_3" / f"results_{tag}.json"
       gt = str(data_root / "annotations" / ANNOTATIONS[split])
-      want = pycocotools_metrics(gt, str(results))
+      want = dict(zip(COCO_KEYS, pycocotools_stats(gt, str(results))))
       assert data["runs"][run]["evals"][split]["metrics"] == want == stamp["metrics"]
       assert rows[row][split] == {k: want[k] for k in ("AP", "AP50", "AR")}
 
@@ -117,7 +103,8 @@ def test_lambda0_row_is_lambda0_alone_of_the_saved_candidates(compared):
     merged = json.loads((folder / f"results_{split}_gt_N2_merged.json").read_text())
     assert merged == json.loads(json.dumps(reference_results(c, None)))
     results = reference_results(c, 0)
-    want = pycocotools_metrics(str(data_root / "annotations" / ANNOTATIONS[split]), results)
+    want = dict(zip(COCO_KEYS, pycocotools_stats(
+        str(data_root / "annotations" / ANNOTATIONS[split]), results)))
     assert data["runs"]["mipnet"]["evals"][split]["metrics_lambda0"] == want
     assert row[split] == {k: want[k] for k in ("AP", "AP50", "AR")}
 

@@ -12,7 +12,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from conftest import REPO_ROOT, load_oracle, tiny_checkpoint
+from conftest import REPO_ROOT, load_oracle, pycocotools_stats, tiny_checkpoint
 
 NOTEBOOK = REPO_ROOT / "notebooks" / "mipnet_jax_tour.ipynb"
 TAGS = ("install", "parameters", "train", "export", "ap-table", "predictions", "sweep")
@@ -47,26 +47,12 @@ def reference_results(candidates, keep_lambda=None, min_box_score=None) -> list[
 
 def reference_ap(data_root, split: str, candidates, keep_lambda=None, min_box_score=None):
   """AP of ``reference_results`` by pycocotools with the dataset's sigmas (0 for none)."""
-  import contextlib
-  import io
-
-  import numpy as np
-  from pycocotools.coco import COCO
-  from pycocotools.cocoeval import COCOeval
-
   from mipnet_jax.core.meta import get_meta
   results = reference_results(candidates, keep_lambda, min_box_score)
   if not results:
     return 0.0
-  with contextlib.redirect_stdout(io.StringIO()):
-    gt = COCO(str(data_root / "annotations" / ANNOTATIONS[split]))
-    coco_eval = COCOeval(gt, gt.loadRes(results), "keypoints")
-    coco_eval.params.useSegm = None
-    coco_eval.params.kpt_oks_sigmas = np.array(get_meta("synthetic").sigmas)
-    coco_eval.evaluate()
-    coco_eval.accumulate()
-    coco_eval.summarize()
-  return float(coco_eval.stats[0])
+  return pycocotools_stats(str(data_root / "annotations" / ANNOTATIONS[split]), results,
+                           get_meta("synthetic").sigmas)[0]
 
 
 def read_notebook():

@@ -14,13 +14,6 @@ from mipnet_jax.eval.metrics import COCO_METRICS
 from mipnet_jax.eval.run import EvalResult
 
 
-@pytest.fixture
-def coco_config(load_config, shared_data):
-  c = load_config("hrnet_w32_coco_256x192", "quick")
-  c.data.root = str(shared_data / "coco")
-  c.eval_data.coco_val.update(ann="test_coco.json", images=".",
-                              det_file="test_coco_det_AP_H_56.json")
-  return c
 
 
 def test_keypoint_evaluator_is_an_evaluator(coco_config):

@@ -2,14 +2,12 @@
 metric; the whole evaluation of a tiny model on real images, its four stamped files checked
 against the reference post-processing loop and pycocotools; the typed result's text."""
 
-import contextlib
-import io
 import json
 
 import numpy as np
 import pytest
 
-from conftest import load_oracle, random_variables
+from conftest import coco_sample_config, load_oracle, pycocotools_stats, random_variables
 from mipnet_jax.core import meta
 from mipnet_jax.data import coco_format
 from mipnet_jax.eval import run as evaluate
@@ -22,17 +20,8 @@ from mipnet_jax.models.load import LoadedModel
 REF = load_oracle("reference_postprocess")
 
 
-def make_coco_config(load_config, shared_data):
-  c = load_config("hrnet_w32_coco_256x192", "quick")
-  c.data.root = str(shared_data / "coco")
-  c.eval_data.coco_val.update(ann="test_coco.json", images=".",
-                              det_file="test_coco_det_AP_H_56.json")
-  return c
 
 
-@pytest.fixture
-def coco_config(load_config, shared_data):
-  return make_coco_config(load_config, shared_data)
 
 
 def _oracle(records, num_instances):
@@ -63,25 +52,13 @@ def test_oracle_predictions_score_ap_one_through_merge_and_nms(coco_config):
   assert max(r["score"] for r in single) == pytest.approx(0.9)
 
 
-def pycocotools_stats(gt_path: str, results_path: str) -> list[float]:
-  """The COCO protocol run directly with pycocotools (an independent path)."""
-  from pycocotools.coco import COCO
-  from pycocotools.cocoeval import COCOeval
-  with contextlib.redirect_stdout(io.StringIO()):
-    gt = COCO(gt_path)
-    coco_eval = COCOeval(gt, gt.loadRes(results_path), "keypoints")
-    coco_eval.params.useSegm = None
-    coco_eval.evaluate()
-    coco_eval.accumulate()
-    coco_eval.summarize()
-  return [float(s) for s in coco_eval.stats]
 
 
 @pytest.fixture(scope="module")
 def evaluated(load_config, shared_data, tmp_path_factory):
   """(config, EvalResult) of the tiny N=2 model with random weights on the COCO sample's 12
   ground-truth boxes, with the lambda=0 mode."""
-  config = make_coco_config(load_config, shared_data)
+  config = coco_sample_config(load_config, shared_data)
   model = build_model(config.model, 2)
   loaded = LoadedModel(model, random_variables(model, (128, 96)), "random weights")
   protocol = make_protocol(config, "coco_val", loaded.weights)

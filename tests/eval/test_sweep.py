@@ -9,22 +9,15 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT, tiny_checkpoint
+from conftest import COCO_SAMPLE_DETS as DETS, REPO_ROOT, tiny_checkpoint
 from mipnet_jax.core import meta
 from mipnet_jax.data import boxes, coco_format
 from mipnet_jax.eval import run as evaluate, sweep
 from mipnet_jax.eval.candidates import flat_candidates, load_candidates, save_candidates
 from mipnet_jax.eval.protocol import make_protocol
 
-DETS = "test_coco_det_AP_H_56.json"
 
 
-@pytest.fixture
-def coco_config(load_config, shared_data):
-  c = load_config("hrnet_w32_coco_256x192", "quick")
-  c.data.root = str(shared_data / "coco")
-  c.eval_data.coco_val.update(ann="test_coco.json", images=".", det_file=DETS)
-  return c
 
 
 def detection_scores(config) -> list[float]:

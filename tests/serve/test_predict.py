@@ -11,11 +11,10 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT, tiny_checkpoint
+from conftest import REPO_ROOT
 from mipnet_jax.data import coco_format
 from mipnet_jax.data.image import read_image
-from mipnet_jax.serve import export, predict
-from mipnet_jax.serve.predictor import Predictor
+from mipnet_jax.serve import predict
 
 CONFIG = "hrnet_w32_synthetic_256x192"
 IDS = {785, 40083, 196141, 197388}

@@ -5,7 +5,6 @@ poses are sorted, boxes optional; the drawing marks secondary instances."""
 import json
 
 import numpy as np
-import pytest
 
 from conftest import tiny_checkpoint
 from mipnet_jax.data.image import read_image
@@ -13,7 +12,7 @@ from mipnet_jax.eval import run as evaluate
 from mipnet_jax.eval.postprocess import PostprocessSpec
 from mipnet_jax.eval.protocol import make_protocol
 from mipnet_jax.models.load import LoadedModel
-from mipnet_jax.serve import draw, export
+from mipnet_jax.serve import draw
 from mipnet_jax.serve.predictor import Pose, Predictor
 
 
@@ -34,14 +33,11 @@ def test_bundle_and_config_predict_the_same_poses_on_a_whole_image(served_model,
   assert predictor(image, np.zeros((0, 4))) == []
 
 
-def test_poses_are_what_evaluation_submits_for_the_same_boxes(load_config, coco, tmp_path):
+def test_poses_are_what_evaluation_submits_for_the_same_boxes(coco_config, coco, tmp_path):
   """Image 785's 22 detections: the Predictor's poses have the scores, instances and joint
   scores of the evaluation's results for that image; coordinates differ by float32 rounding
   (heatmap -> image on the device) only."""
-  config = load_config("hrnet_w32_coco_256x192", "quick")
-  config.data.root = str(coco)
-  config.eval_data.coco_val.update(ann="test_coco.json", images=".",
-                                   det_file="test_coco_det_AP_H_56.json")
+  config = coco_config
   config.eval.boxes = "detections"
   model, variables, checkpoint = tiny_checkpoint(config, tmp_path / "ckpt")
   protocol = make_protocol(config, "coco_val", "random")

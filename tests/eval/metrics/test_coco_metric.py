@@ -2,22 +2,19 @@
 pycocotools run directly, a hand-computed shifted prediction, empty predictions, and the
 ground-truth check's one-line errors."""
 
-import contextlib
-import io
 import logging
 
 import numpy as np
 import pytest
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
 
+from conftest import pycocotools_stats
 from mipnet_jax.core.meta import get_meta
 from mipnet_jax.eval.metrics import AnnotationError, CocoMetric
 from mipnet_jax.eval.metrics.coco import COCO_METRICS
 from mipnet_jax.eval.metrics.results import load_results_file
 
 from _metric_cases import (
-    COCO_FILE, COCO_PREDS, CROWD_VAL, THRESHOLDS, person, pose, result, hand_oks, expected_ap,
+    COCO_FILE, COCO_PREDS, CROWD_VAL, THRESHOLDS, pose, result, hand_oks, expected_ap,
     coco_scene)
 
 
@@ -29,16 +26,6 @@ COCO_PEER_REFERENCE = {"AP": 0.8608896054440609, "AP50": 0.993145468392993,
                        "AR75": 0.9166666666666666, "ARM": 0.78, "ARL": 0.9428571428571428}
 
 
-def pycocotools_stats(gt_path: str, results_path: str) -> list[float]:
-  """The COCO protocol run directly with pycocotools (the independent path)."""
-  with contextlib.redirect_stdout(io.StringIO()):
-    gt = COCO(gt_path)
-    coco_eval = COCOeval(gt, gt.loadRes(results_path), "keypoints")
-    coco_eval.params.useSegm = None
-    coco_eval.evaluate()
-    coco_eval.accumulate()
-    coco_eval.summarize()
-  return [float(s) for s in coco_eval.stats]
 
 
 def test_coco_peer_predictions_match_pycocotools(shared_data):
