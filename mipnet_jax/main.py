@@ -118,14 +118,19 @@ def mode_sweep(config) -> str:
   return sweep.run_sweep(config, _workdir("sweep")).summary()
 
 
-def mode_train(config, with_eval: bool = False) -> str:
-  workdir = _workdir(_MODE.value)
+def train(config, workdir: str, with_eval: bool = False) -> loop.TrainSummary:
+  """``--mode=train`` (``with_eval``: ``train_and_eval``): the training loop, handed the
+  split evaluators (merged and lambda=0 AP) when it evaluates; scripts call it too."""
   evals = ()
   if with_eval:         # process 0 evaluates; the evaluators check the config up front
     model = build_model(config.model, config.num_instances)
     evals = evaluators.from_config(config, model, os.path.join(workdir, "eval"),
                                    with_lambda0=True)
-  return loop.train_and_evaluate(config, workdir, evals).summary()
+  return loop.train_and_evaluate(config, workdir, evals)
+
+
+def mode_train(config, with_eval: bool = False) -> str:
+  return train(config, _workdir(_MODE.value), with_eval).summary()
 
 
 def mode_export(config) -> str:

@@ -6,10 +6,9 @@
 Both runs use the quick HRNet-W32 synthetic config (``experiments.experiment("hrnet_w32",
 "synthetic", (256, 192), "quick")``, plus ``baseline`` for N=1): same steps, batch, seed and
 data, differing only in num_instances. Each trains in its own process with
-``train.loop.train_and_evaluate(config, workdir, evaluators)`` in OUT/baseline and OUT/mipnet
-(deleted first: every comparison starts fresh), with the evaluators of ``--mode=train_and_eval``
-(``eval.evaluators.from_config(..., with_lambda0=True)``) on synthetic_val and
-synthetic_val_pairs (the images of occluding pairs). Writes to OUT:
+``main.train(config, workdir, with_eval=True)`` (what ``--mode=train_and_eval`` runs) in
+OUT/baseline and OUT/mipnet (deleted first: every comparison starts fresh), evaluating on
+synthetic_val and synthetic_val_pairs (the images of occluding pairs). Writes to OUT:
   comparison.md / comparison.json  AP, AP50, AR per split: baseline, MIPNet merged over
                                    lambda, MIPNet lambda=0 only (baseline-style);
   learning_curves.png              training loss and eval AP vs step of both runs.
@@ -52,14 +51,10 @@ def worker(a) -> None:
   WORKDIR/summary.json."""
   from mipnet_jax.core import runtime
   runtime.configure_cpu_xla("hrnet")      # before the first JAX computation
-  from mipnet_jax.eval import evaluators
-  from mipnet_jax.models.build import build_model
-  from mipnet_jax.train import loop
+  from mipnet_jax import main as mipnet_main
   config = make_config(a, a.worker)
   workdir = os.path.join(a.out, a.worker)
-  model = build_model(config.model, config.num_instances)
-  evals = evaluators.from_config(config, model, os.path.join(workdir, "eval"), with_lambda0=True)
-  done = loop.train_and_evaluate(config, workdir, evals)
+  done = mipnet_main.train(config, workdir, with_eval=True)
   results = {r.protocol.split: {"metrics": r.metrics, "metrics_lambda0": r.metrics_lambda0}
              for r in done.evals}
   summary = {"run": a.worker, "num_instances": config.num_instances, "step": done.step,
