@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import ml_collections
 
+from mipnet_jax.core.meta import JOINT_SETS
+
 # Architecture presets: config.model fields (constructor kwargs of the flax module).
 ARCHS = {
     "hrnet_w32": dict(name="hrnet", width=32),
@@ -53,43 +55,92 @@ DATASETS = {
                       train_images="images/train", val_images="images/val",
                       synthetic=dict(seed=0, num_train=1500, num_val=200, image_hw=(256, 256))),
 }
+
+
+def eval_split(dataset: str, ann: str, images: str, root: str = "", det_file: str = "",
+               **options) -> dict:
+  """One entry of config.eval_data: the split's files (an empty root means config.data.root;
+  det_file, relative to the root, holds its detector boxes, if any) and its per-split options
+  (eval/protocol.py): boxes, joints, metric, area_rule ("" = the defaults) and, for a dataset
+  that is not built in, keypoints (its declared joints)."""
+  split = dict(dataset=dataset, root=root, ann=ann, images=images, det_file=det_file, boxes="",
+               joints="", metric="", area_rule="")
+  unknown = set(options) - set(split) - {"keypoints"}
+  if unknown:
+    raise ValueError(f"eval_split: unknown options {sorted(unknown)}")
+  split.update(options)
+  return split
+
+
+def keypoints_block(names=(), flip_pairs=(), sigmas=(), upper_body=(), skeleton=()) -> dict:
+  """A ``keypoints`` config block (data/inputs.dataset_meta): joint names in annotation
+  order; flip pairs, upper-body joints and skeleton edges by name or index; sigmas (empty:
+  the known ones of COCO / CrowdPose joint names)."""
+  return dict(names=tuple(names), flip_pairs=tuple(tuple(p) for p in flip_pairs),
+              sigmas=tuple(sigmas), upper_body=tuple(upper_body),
+              skeleton=tuple(tuple(e) for e in skeleton))
+
+
+_LIMBS = JOINT_SETS["limbs"]
+# OCPose as established here (datasets/ocpose/README.md): 12 labelled joints, the limb joints,
+# with COCO's sigmas; the order below (COCO's) is an assumption a user must check against the
+# downloaded file.
+OCPOSE_KEYPOINTS = keypoints_block(
+    names=_LIMBS,
+    flip_pairs=[(f"left_{j}", f"right_{j}") for j in ("shoulder", "elbow", "wrist", "hip",
+                                                       "knee", "ankle")],
+    upper_body=_LIMBS[:6],
+    skeleton=[("left_shoulder", "right_shoulder"), ("left_hip", "right_hip"),
+              ("left_shoulder", "left_hip"), ("right_shoulder", "right_hip")]
+    + [(f"{s}_{a}", f"{s}_{b}") for s in ("left", "right")
+       for a, b in (("shoulder", "elbow"), ("elbow", "wrist"), ("hip", "knee"),
+                    ("knee", "ankle"))])
+# OCPose / OPEC-Net's evaluation: CrowdPose-style OKS area (0.53 x box area), COCO summary
+# (the supplementary's Table 12 prints APM / APL), maxDets 20.
+OCPOSE_PROTOCOL = dict(keypoints=OCPOSE_KEYPOINTS, metric="coco", area_rule="box_0.53")
+
 # Evaluation splits of the models trained on each dataset (the OCHuman rows, supplementary
-# Tables 7 and 8, evaluate the COCO-trained models). An empty root means config.data.root;
-# det_file (relative to the root) holds the detector boxes of the split, if any.
+# Tables 7 and 8, and the OCPose rows, Table 12, evaluate the COCO-trained models).
 EVALS = {
     "coco": {
-        "coco_val": dict(
-            dataset="coco", root="", ann="annotations/person_keypoints_val2017.json",
-            images="val2017",
+        "coco_val": eval_split(
+            "coco", "annotations/person_keypoints_val2017.json", "val2017",
             det_file="person_detection_results/COCO_val2017_detections_AP_H_56_person.json"),
         # Images only: the results file goes to the COCO server (metrics here read -1).
-        "coco_test_dev": dict(
-            dataset="coco", root="", ann="annotations/image_info_test-dev2017.json",
-            images="test2017",
+        "coco_test_dev": eval_split(
+            "coco", "annotations/image_info_test-dev2017.json", "test2017",
             det_file="person_detection_results/COCO_test-dev2017_detections_AP_H_609_person.json"),
-        "ochuman_val": dict(dataset="ochuman", root="data/ochuman",
-                            ann="ochuman_coco_format_val_range_0.00_1.00.json",
-                            images="images",
-                            det_file="OCHuman_val2017_detections_AP_H_27_person.json"),
-        "ochuman_test": dict(dataset="ochuman", root="data/ochuman",
-                             ann="ochuman_coco_format_test_range_0.00_1.00.json",
-                             images="images", det_file=""),
+        "ochuman_val": eval_split(
+            "ochuman", "ochuman_coco_format_val_range_0.00_1.00.json", "images",
+            root="data/ochuman", det_file="OCHuman_val2017_detections_AP_H_27_person.json"),
+        "ochuman_test": eval_split(
+            "ochuman", "ochuman_coco_format_test_range_0.00_1.00.json", "images",
+            root="data/ochuman"),
+        # Table 12: both people of an image share one relaxed box (eval.boxes=gt_tight: the
+        # tight boxes of the joints); the model's 17 COCO joints scored on the 12 limbs.
+        "ocpose_test": eval_split("ocpose", "annotations/ocpose_test.json", "images",
+                                  root="data/ocpose", **OCPOSE_PROTOCOL),
     },
     "crowdpose": {
-        "crowdpose_val": dict(dataset="crowdpose", root="", ann="json/crowdpose_val.json",
-                              images="images", det_file=""),
-        "crowdpose_test": dict(dataset="crowdpose", root="", ann="json/crowdpose_test.json",
-                               images="images", det_file=""),
+        "crowdpose_val": eval_split("crowdpose", "json/crowdpose_val.json", "images"),
+        "crowdpose_test": eval_split("crowdpose", "json/crowdpose_test.json", "images"),
     },
     "synthetic": {
-        "synthetic_val": dict(dataset="synthetic", root="",
-                              ann="annotations/person_keypoints_val.json", images="images/val",
-                              det_file="annotations/person_detections_val.json"),
+        "synthetic_val": eval_split("synthetic", "annotations/person_keypoints_val.json",
+                                    "images/val",
+                                    det_file="annotations/person_detections_val.json"),
         # Only the images of occluding pairs: boxes that hold two people.
-        "synthetic_val_pairs": dict(dataset="synthetic", root="",
-                                    ann="annotations/person_keypoints_val_pairs.json",
-                                    images="images/val",
-                                    det_file="annotations/person_detections_val_pairs.json"),
+        "synthetic_val_pairs": eval_split(
+            "synthetic", "annotations/person_keypoints_val_pairs.json", "images/val",
+            det_file="annotations/person_detections_val_pairs.json"),
+        # The pairs annotated OCPose-style (data/synthetic.py): both people share one relaxed
+        # box, 12 limb joints; scored as OCPose, with the shared boxes and with tight ones.
+        "synthetic_val_shared": eval_split(
+            "synthetic_shared", "annotations/person_keypoints_val_shared.json", "images/val",
+            **OCPOSE_PROTOCOL),
+        "synthetic_val_shared_tight": eval_split(
+            "synthetic_shared", "annotations/person_keypoints_val_shared.json", "images/val",
+            boxes="gt_tight", **OCPOSE_PROTOCOL),
     },
 }
 SWEEP_THRESHOLDS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -139,10 +190,27 @@ def experiment(arch: str, dataset: str, image_hw: tuple[int, int],
                arg: str | None = None) -> ml_collections.ConfigDict:
   """The config of one experiment: ``arch`` in ARCHS, ``dataset`` in DATASETS,
   ``image_hw`` the input (h, w). See the module docstring for ``arg``."""
+  return _experiment(arch, dataset, DATASETS[dataset], EVALS[dataset], image_hw, arg)
+
+
+def custom_experiment(arch: str, name: str, keypoints: dict, image_hw: tuple[int, int],
+                      arg: str | None = None, *, root: str, train_ann: str, val_ann: str,
+                      train_images: str, val_images: str) -> ml_collections.ConfigDict:
+  """The config of an experiment on a user's own COCO-format keypoint dataset ``name``:
+  its joints declared by ``keypoints`` (``keypoints_block``), its files under ``root``. The
+  model predicts those joints; the evaluation split ``<name>_val`` is the val file scored
+  with the COCO protocol and the declared sigmas (datasets/custom/README.md)."""
+  data = dict(num_keypoints=len(keypoints["names"]), root=root, train_ann=train_ann,
+              val_ann=val_ann, train_images=train_images, val_images=val_images)
+  evals = {f"{name}_val": eval_split(name, val_ann, val_images)}
+  return _experiment(arch, name, data, evals, image_hw, arg, keypoints)
+
+
+def _experiment(arch: str, dataset: str, data: dict, evals: dict, image_hw: tuple[int, int],
+                arg: str | None, keypoints: dict | None = None) -> ml_collections.ConfigDict:
   opts = parse_arg(arg)
   model = dict(ARCHS[arch])
   family = FAMILY[model["name"]]
-  data = DATASETS[dataset]
   c = ml_collections.ConfigDict()
   c.experiment = f"{arch}_{dataset}_{image_hw[0]}x{image_hw[1]}"
   c.seed = 0
@@ -164,7 +232,9 @@ def experiment(arch: str, dataset: str, image_hw: tuple[int, int],
       rotation_factor=family["rotation_factor"], half_body_prob=family["half_body_prob"],
       flip=True, batch_size=128, num_workers=4,
       prepared_dir="",        # TFDS data_dir of datasets prepared by data/tfds_pose.py
-      decode_reduce=False))   # decode JPEGs at 1/2..1/8 size when the crop allows it
+      decode_reduce=False,    # decode JPEGs at 1/2..1/8 size when the crop allows it
+      # The dataset's joints when it is not built in (empty names: the built-in dataset's).
+      keypoints=keypoints or keypoints_block()))
   if "synthetic" in data:
     c.data.synthetic = ml_collections.ConfigDict(data["synthetic"])
 
@@ -182,22 +252,25 @@ def experiment(arch: str, dataset: str, image_hw: tuple[int, int],
   if opts["finetune"]:
     c.schedule.update(total_epochs=110, decay_epochs=(70, 100))
 
-  c.eval_data, c.eval = _eval_config(dataset)
+  c.eval_data, c.eval = _eval_config(dataset, evals)
   if opts["quick"]:
     _make_quick(c)
   return c
 
 
-def _eval_config(dataset: str) -> tuple[ml_collections.ConfigDict, ml_collections.ConfigDict]:
+def _eval_config(dataset: str, evals: dict
+                 ) -> tuple[ml_collections.ConfigDict, ml_collections.ConfigDict]:
   """(config.eval_data, config.eval) of a dataset: where each evaluation split's files are
   (config.eval.splits picks among them), and the evaluation protocol (stamped into every
   metrics file; N=0: the model's N)."""
-  eval_data = ml_collections.ConfigDict(EVALS[dataset])
+  eval_data = ml_collections.ConfigDict(evals)
   ev = ml_collections.ConfigDict(dict(
       # Comma-separated names in config.eval_data: the dataset's own val split (synthetic: also
-      # its crowded subset).
-      splits=",".join(EVALS[dataset]) if dataset == "synthetic" else next(iter(EVALS[dataset])),
-      boxes="gt",                 # "gt" or "detections" (the split's det_file)
+      # its crowded subsets).
+      splits=",".join(evals) if dataset == "synthetic" else next(iter(evals)),
+      # "gt" (annotated boxes), "gt_tight" (boxes of the labelled joints) or "detections"
+      # (the split's det_file); config.eval_data.<split>.boxes overrides it per split.
+      boxes="gt",
       min_box_score=0.0,          # detections below it are dropped
       num_instances=0, flip=True,
       gamma=0.9, gamma_mode="power",   # paper: gamma^lambda; authors' code: 0.5, "constant"

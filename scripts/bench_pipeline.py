@@ -63,7 +63,7 @@ def bench_reference(records, input_hw, heatmap_hw, sigma, n):
 
 def bench_ours(records, input_hw, heatmap_hw, sigma, n, num_instances, reduce):
   spec = transforms.CropSpec(input_hw, "rgb", reduce)
-  make = transforms.TrainSample("coco", num_instances, spec, heatmap_hw, sigma, **AUG)
+  make = transforms.TrainSample(meta.COCO, num_instances, spec, heatmap_hw, sigma, **AUG)
   data = [np.fromfile(r.image_path, np.uint8) for r in records]
   start = time.perf_counter()
   samples = [make.random_map(records[i % len(records)], np.random.default_rng(i))
@@ -88,7 +88,7 @@ def bench_ours(records, input_hw, heatmap_hw, sigma, n, num_instances, reduce):
 
 def bench_workers(records, input_hw, heatmap_hw, sigma, workers, batches=12, batch=32):
   flags.FLAGS.mark_as_parsed()
-  make = transforms.TrainSample("coco", 2, transforms.CropSpec(input_hw), heatmap_hw, sigma,
+  make = transforms.TrainSample(meta.COCO, 2, transforms.CropSpec(input_hw), heatmap_hw, sigma,
                                 **AUG)
   out = {}
   for w in workers:

@@ -18,12 +18,13 @@ import logging
 import os
 import sys
 
-from mipnet_jax.eval.metrics import DATASET_METRICS, AnnotationError, ResultsError, evaluate_file
+from mipnet_jax.core.meta import DATASETS
+from mipnet_jax.eval.metrics import AnnotationError, ResultsError, evaluate_file
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--dataset", required=True, choices=sorted(DATASET_METRICS))
+  parser.add_argument("--dataset", required=True, choices=sorted(DATASETS))
   parser.add_argument("--annotations", required=True, help="ground-truth COCO-format JSON")
   parser.add_argument("--results", required=True, help="COCO keypoint results JSON (a list)")
   parser.add_argument("--verbose", action="store_true",

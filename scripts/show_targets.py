@@ -60,7 +60,7 @@ def main() -> None:
   if not chosen:
     raise SystemExit(f"no person box with ann_id in {args.ann_id} in {args.annotations}")
   aug = (0.35, 45.0, 0.3, True) if args.augment else (0.0, 0.0, 0.0, False)
-  make = transforms.TrainSample(args.dataset, args.num_instances,
+  make = transforms.TrainSample(meta, args.num_instances,
                                 transforms.CropSpec(input_hw), heatmap_hw, args.sigma, *aug)
   rows = []
   for i, record in enumerate(chosen):

@@ -39,9 +39,11 @@ ARCH = {"hrnet_w32": ("hrnet", dict(width=32)), "hrnet_w48": ("hrnet", dict(widt
         "sbl_r50": ("simple_baseline", dict(depth=50)),
         "sbl_r101": ("simple_baseline", dict(depth=101)),
         "sbl_r152": ("simple_baseline", dict(depth=152))}
-EVAL_SPLITS = {"coco": {"coco_val", "coco_test_dev", "ochuman_val", "ochuman_test"},
+EVAL_SPLITS = {"coco": {"coco_val", "coco_test_dev", "ochuman_val", "ochuman_test",
+                        "ocpose_test"},
                "crowdpose": {"crowdpose_val", "crowdpose_test"},
-               "synthetic": {"synthetic_val", "synthetic_val_pairs"}}
+               "synthetic": {"synthetic_val", "synthetic_val_pairs", "synthetic_val_shared",
+                             "synthetic_val_shared_tight"}}
 
 
 def parse_name(name: str) -> tuple[str, str, str]:
@@ -113,7 +115,8 @@ def test_config_arguments():
   assert (c.schedule.total_epochs, tuple(c.schedule.decay_epochs)) == (2, (1,))
   s = experiments.experiment("hrnet_w32", "synthetic", (256, 192), "quick")
   assert (s.data.batch_size, s.eval.batch_size, s.schedule.total_epochs) == (32, 64, 10)
-  assert s.eval.splits == "synthetic_val,synthetic_val_pairs"
+  assert s.eval.splits == ("synthetic_val,synthetic_val_pairs,synthetic_val_shared,"
+                           "synthetic_val_shared_tight")
   assert experiments.experiment("hrnet_w32", "coco", (256, 192)).eval.splits == "coco_val"
   f = experiments.experiment("hrnet_w48", "coco", (384, 288), "finetune")
   assert f.schedule.total_epochs == 110 and tuple(f.schedule.decay_epochs) == (70, 100)

@@ -21,11 +21,13 @@ CONFIG_RE = re.compile(r"`configs/(?P<file>[\w]+)\.py(?::(?P<arg>[\w,=]+))?`")
 OVERRIDE_RE = re.compile(r"`([\w.]+)=([^`]+)`")
 # The tables whose rows the test checks against the supplementary's text; the rows of
 # each are found under their "## Table N" heading.
-TABLES = ("1", "2", "5", "7", "8", "10")
+TABLES = ("1", "2", "5", "7", "8", "10", "11", "12")
 # Test-set boxes that are not public: the row documents the det_file the user must pass.
 NEEDS_USER_BOXES = {"ochuman_test"}
 
-Row = collections.namedtuple("Row", "table method arch input config arg overrides paper")
+# overrides: the evaluation column's key=value; model: those of the config column (Table 11's
+# ablations), which apply to training and evaluation alike.
+Row = collections.namedtuple("Row", "table method arch input config arg model overrides paper")
 
 
 def parse_rows() -> list[Row]:
@@ -43,7 +45,8 @@ def parse_rows() -> list[Row]:
     cfg = CONFIG_RE.search(cells[3])
     assert cfg, f"REPRODUCE.md row without a config: {line}"
     rows.append(Row(table, cells[0], cells[1], cells[2], cfg.group("file"), cfg.group("arg"),
-                    dict(OVERRIDE_RE.findall(cells[4])), cells[5]))
+                    dict(OVERRIDE_RE.findall(cells[3])), dict(OVERRIDE_RE.findall(cells[4])),
+                    cells[5]))
   return rows
 
 
@@ -60,21 +63,42 @@ def apply_overrides(config, overrides: dict):
       parent = parent[part]
     assert path[-1] in parent, f"REPRODUCE.md names a missing field {key}"
     old = parent[path[-1]]
-    parent[path[-1]] = type(old)(value) if not isinstance(old, str) else value
+    if isinstance(old, bool):          # bool("False") is True: parse the word
+      assert value.lower() in ("true", "false"), f"{key}={value} is not a bool"
+      value = value.lower() == "true"
+    elif not isinstance(old, str):
+      value = type(old)(value)
+    parent[path[-1]] = value
   return config
 
 
 def test_every_table_has_rows():
   counts = collections.Counter(r.table for r in ROWS)
-  # Tables 2 and 7: 10 architectures x (baseline, MIPNet); Table 5: 4 x 2.
-  assert counts == {"1": 12, "2": 20, "5": 8, "7": 20, "8": 4, "10": 12}
+  # Tables 2 and 7: 10 architectures x (baseline, MIPNet); Table 5: 4 x 2; Table 11: 4
+  # ablations x (COCO, OCHuman); Table 12: 4 methods x (relaxed, tight boxes).
+  assert counts == {"1": 12, "2": 20, "5": 8, "7": 20, "8": 4, "10": 12, "11": 8, "12": 8}
+
+
+def test_apply_overrides_parses_bools():
+  import ml_collections
+  config = ml_collections.ConfigDict(dict(model=dict(flag=False, n=4, name="a")))
+  apply_overrides(config, {"model.flag": "True", "model.n": "2", "model.name": "b"})
+  assert (config.model.flag, config.model.n, config.model.name) == (True, 2, "b")
+  apply_overrides(config, {"model.flag": "False"})
+  assert config.model.flag is False
+  with pytest.raises(AssertionError):
+    apply_overrides(config, {"model.flag": "yes"})
 
 
 @pytest.mark.parametrize("row", ROWS, ids=lambda r: f"T{r.table}-{r.method}-{r.arch}-"
-                         f"{r.input}-{r.arg}-{'-'.join(r.overrides.values())}")
+                         f"{r.input}-{r.arg}-"
+                         f"{'-'.join([*r.model.values(), *r.overrides.values()])}")
 def test_row_config_and_evaluation(load_config, row):
   assert (REPO_ROOT / "configs" / f"{row.config}.py").is_file()
-  config = apply_overrides(load_config(row.config, row.arg), row.overrides)
+  # The config column's fields change the model only; the evaluation's only the evaluation.
+  assert all(k.startswith("model.") for k in row.model), row.model
+  assert not any(k.startswith("model.") for k in row.overrides), row.overrides
+  config = apply_overrides(load_config(row.config, row.arg), {**row.model, **row.overrides})
   h, w = (int(v) for v in row.input.split("×"))
   assert tuple(config.data.image_hw) == (h, w)
   is_baseline = row.method.startswith(("HRNet", "SBL"))
@@ -82,6 +106,13 @@ def test_row_config_and_evaluation(load_config, row):
   n = re.search(r"N=(\d)", row.method)
   if n:
     assert config.num_instances == int(n.group(1))
+  # Single-instance rows (Tables 10, 12) name their lambda; the others merge every lambda.
+  lam = re.search(r"λ\s*=\s*(\d)", row.method)
+  assert config.eval.keep_lambda == (int(lam.group(1)) if lam else -1), row
+  # Table 11's MIMB ablation is named in the method; every other row is the paper's reduce=4.
+  reduce = re.search(r"reduce=(\d)", row.method)
+  assert config.model.mimb_only_embed == ("only embed" in row.method), row
+  assert config.model.mimb_reduce == (int(reduce.group(1)) if reduce else 4), row
   # An AP in percent with one decimal, as the supplementary prints it (its value is checked
   # against the supplementary's text in test_paper_numbers_match_the_supplementary).
   assert re.fullmatch(r"\d{2}\.\d", row.paper), row.paper
@@ -92,6 +123,8 @@ def test_row_config_and_evaluation(load_config, row):
     else:
       protocol = make_protocol(config, split, "")
       assert protocol.num_instances == config.num_instances
+      # The row's boxes are the ones evaluated (a split's own boxes option would win).
+      assert protocol.boxes == config.eval.boxes
 
 
 def _model_specs() -> list[tuple[str, str]]:
@@ -136,3 +169,50 @@ def test_paper_numbers_match_the_supplementary(shared_data):
   for row in ROWS:
     if row.table in ("1", "10"):
       assert row.paper in values, row
+  # Tables 11 and 12: each row's number is the paper's for that dataset / box type and method,
+  # and every line of the paper's table has exactly one row.
+  paper11, paper12 = _paper_tables_11_12(text)
+  assert len(paper11) == 8 and len(paper12) == 8, (paper11, paper12)
+  ours11 = {(_TABLE11_DATASET[r.overrides["eval.splits"]],
+             re.search(r"only embed|reduce=\d", r.method).group()): r.paper
+            for r in ROWS if r.table == "11"}
+  ours12 = {(r.overrides.get("eval.boxes", "gt"), r.method): r.paper
+            for r in ROWS if r.table == "12"}
+  assert ours11 == paper11
+  assert ours12 == paper12
+
+
+_TABLE11_DATASET = {"coco_val": "COCO", "ochuman_val": "OCHuman"}
+# Table 12's two halves: the heading line of each -> the eval.boxes that reproduces it.
+_TABLE12_BOXES = {"ground truth bounding box": "gt",
+                  "ground truth bounding box - tight fitting": "gt_tight"}
+
+
+def _paper_tables_11_12(text: str) -> tuple[dict, dict]:
+  """{(dataset, ablation): AP} of Table 11 and {(eval.boxes, method): AP} of Table 12 from
+  the supplementary's text; a line seen twice fails."""
+  t11, t12, dataset, boxes = {}, {}, None, None
+
+  def put(table, key, value):
+    assert key not in table, f"{key} twice in the supplementary"
+    table[key] = value
+
+  for line in text.splitlines():
+    cells = [c.strip() for c in line.strip().strip("|").split("|")]
+    if line.startswith("Table 11:"):
+      dataset = None
+    elif line.startswith("Table 12:"):
+      boxes = None
+    elif not line.startswith("|"):
+      continue
+    elif cells[0] in ("COCO", "OCHuman") and not any(cells[1:]):
+      dataset = cells[0]
+    elif cells[0] in _TABLE12_BOXES and not any(cells[1:]):
+      boxes = _TABLE12_BOXES[cells[0]]
+    elif dataset and cells[:2] == ["MIPNet", "H-48"]:
+      put(t11, (dataset, cells[2]), cells[3])
+    elif boxes and re.fullmatch(r"(HRNet|MIPNet.*)", cells[0]):
+      # "MIPNet ($\lambda = 0$)" -> "MIPNet (λ=0)"; "49.7 (+15.5)" -> "49.7".
+      method = re.sub(r"\(\$\\lambda\s*=\s*(\d)\$\)", r"(λ=\1)", cells[0])
+      put(t12, (boxes, method), re.match(r"[\d.]+", cells[1]).group())
+  return t11, t12

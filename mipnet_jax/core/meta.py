@@ -1,7 +1,10 @@
 """Per-dataset keypoint metadata: the one source for flipping, OKS and half-body splits.
 
 COCO and OCHuman (its COCO-format export) share the 17 COCO keypoints. CrowdPose has 14:
-the 12 limb joints in COCO order (shoulders to ankles), then head top and neck.
+the 12 limb joints in COCO order (shoulders to ankles), then head top and neck. Any other
+skeleton (OCPose's 12 joints, a user's own) is built from fields with ``build_meta``, which
+checks them; ``joint_map`` pairs a model's joints with a dataset's by name (evaluation of a
+COCO model on another dataset's common joints, supplementary Table 12).
 """
 
 from __future__ import annotations
@@ -9,6 +12,40 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+
+
+class MetaError(ValueError):
+  """Inconsistent keypoint metadata; the message names the field and the entry."""
+
+
+def check_meta(meta: DatasetMeta, where: str = "") -> None:
+  """One-line MetaError unless names are unique, there is one sigma per joint, and every
+  flip pair, upper-body joint and skeleton edge names joints in range."""
+  where = where or f"dataset {meta.name!r}"
+  k = len(meta.keypoint_names)
+  if k == 0:
+    raise MetaError(f"{where}: no joints declared")
+  if len(set(meta.keypoint_names)) != k:
+    dup = sorted({n for n in meta.keypoint_names if meta.keypoint_names.count(n) > 1})
+    raise MetaError(f"{where}: joint names repeat: {', '.join(dup)}")
+  if len(meta.sigmas) != k:
+    raise MetaError(f"{where}: sigmas has {len(meta.sigmas)} values for {k} joints")
+  if any(not s > 0 for s in meta.sigmas):
+    raise MetaError(f"{where}: sigmas must be positive, got {tuple(meta.sigmas)}")
+  for field in ("flip_pairs", "skeleton"):
+    for i, pair in enumerate(getattr(meta, field)):
+      if len(pair) != 2 or pair[0] == pair[1]:
+        raise MetaError(f"{where}: {field}[{i}] = {tuple(pair)} is not a pair of two joints")
+      for j in pair:
+        if not 0 <= j < k:
+          raise MetaError(f"{where}: {field}[{i}] = {tuple(pair)}: joint {j} out of range "
+                          f"for {k} joints")
+  flipped = [j for pair in meta.flip_pairs for j in pair]
+  if len(set(flipped)) != len(flipped):
+    raise MetaError(f"{where}: flip_pairs name a joint twice: {meta.flip_pairs}")
+  for j in meta.upper_body_ids:
+    if not 0 <= j < k:
+      raise MetaError(f"{where}: upper_body joint {j} out of range for {k} joints")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,3 +119,104 @@ def get_meta(name: str) -> DatasetMeta:
   if name not in DATASETS:
     raise ValueError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}")
   return DATASETS[name]
+
+
+# OKS sigmas by joint name (COCO's, and CrowdPose's head / neck): the default of a declared
+# joint with this name.
+KNOWN_SIGMAS = dict(zip(COCO.keypoint_names + ("head", "neck"),
+                        COCO.sigmas + CROWDPOSE.sigmas[12:]))
+# Named joint sets (config: ``joints="limbs"``).
+JOINT_SETS = {"limbs": _LIMBS}
+
+
+def _joint_index(names: tuple[str, ...], value, where: str) -> int:
+  """A joint given by name or 0-based index -> its index."""
+  if isinstance(value, str):
+    if value not in names:
+      raise MetaError(f"{where}: unknown joint name {value!r} (joints: {', '.join(names)})")
+    return names.index(value)
+  if isinstance(value, bool) or not isinstance(value, int):
+    raise MetaError(f"{where}: a joint is a name or an index, got {value!r}")
+  if not 0 <= value < len(names):
+    raise MetaError(f"{where}: joint {value} out of range for {len(names)} joints")
+  return value
+
+
+def build_meta(name: str, keypoint_names, flip_pairs=(), sigmas=(), upper_body=(),
+               skeleton=(), where: str = "") -> DatasetMeta:
+  """A checked DatasetMeta from declared fields (a config's ``keypoints`` block).
+
+  Joints in ``flip_pairs``, ``upper_body`` and ``skeleton`` are names or 0-based indices.
+  Empty ``sigmas``: each joint's ``KNOWN_SIGMAS`` entry (an unknown name is then an error);
+  empty ``upper_body``: no half-body split. ``where`` prefixes the one-line MetaError.
+  """
+  where = where or f"dataset {name!r}"
+  names = tuple(str(n) for n in keypoint_names)
+  if not sigmas:
+    unknown = [n for n in names if n not in KNOWN_SIGMAS]
+    if unknown:
+      raise MetaError(f"{where}: sigmas not given and no known OKS sigma for "
+                      f"{', '.join(unknown)}; declare one sigma per joint")
+    sigmas = tuple(KNOWN_SIGMAS[n] for n in names)
+  if len(sigmas) != len(names):
+    raise MetaError(f"{where}: sigmas has {len(sigmas)} values for {len(names)} joints")
+
+  def pairs(field, value):
+    return tuple(tuple(_joint_index(names, j, f"{where}: {field}[{i}]") for j in pair)
+                 for i, pair in enumerate(value))
+
+  if len(set(names)) != len(names):
+    dup = sorted({n for n in names if names.count(n) > 1})
+    raise MetaError(f"{where}: joint names repeat: {', '.join(dup)}")
+  fields = dict(
+      name=name, keypoint_names=names, sigmas=tuple(float(s) for s in sigmas),
+      flip_pairs=pairs("flip_pairs", flip_pairs), skeleton=pairs("skeleton", skeleton),
+      upper_body_ids=tuple(_joint_index(names, j, f"{where}: upper_body") for j in upper_body))
+  meta = DatasetMeta(**fields)
+  check_meta(meta, where)
+  return meta
+
+
+@dataclasses.dataclass(frozen=True)
+class JointMap:
+  """The joints a model of one skeleton is evaluated on in a dataset of another.
+
+  Attributes:
+    names: the E evaluated joints, in the dataset's order.
+    model_ids: [E] their indices in the model's output.
+    data_ids: [E] their indices in the dataset's annotations.
+    sigmas: [E] their OKS sigmas (the dataset's).
+  """
+
+  names: tuple[str, ...]
+  model_ids: tuple[int, ...]
+  data_ids: tuple[int, ...]
+  sigmas: tuple[float, ...]
+
+  def is_identity(self, model: DatasetMeta, data: DatasetMeta) -> bool:
+    k = model.num_keypoints
+    return (k == data.num_keypoints == len(self.names)
+            and self.model_ids == self.data_ids == tuple(range(k)))
+
+
+def joint_map(model: DatasetMeta, data: DatasetMeta, joints: str = "") -> JointMap:
+  """Pairs ``model``'s joints with ``data``'s by name.
+
+  ``joints``: "" = every joint of ``data`` (each must be a model joint); a ``JOINT_SETS``
+  name ("limbs"); or a comma list of joint names. Joints keep ``data``'s order.
+  """
+  wanted = JOINT_SETS.get(joints) or tuple(j.strip() for j in joints.split(",") if j.strip())
+  if not wanted:
+    wanted = data.keypoint_names
+  for name in wanted:
+    if name not in data.keypoint_names:
+      raise MetaError(f"joints: {name!r} is not a joint of {data.name} "
+                      f"({', '.join(data.keypoint_names)})")
+  missing = [n for n in wanted if n not in model.keypoint_names]
+  if missing:
+    raise MetaError(f"joints: the {model.name} model has no {', '.join(missing)}; evaluate on "
+                    f"the common joints (e.g. joints='limbs' or a comma list of names)")
+  names = tuple(n for n in data.keypoint_names if n in wanted)
+  data_ids = tuple(data.keypoint_names.index(n) for n in names)
+  return JointMap(names, tuple(model.keypoint_names.index(n) for n in names), data_ids,
+                  tuple(data.sigmas[i] for i in data_ids))

@@ -47,7 +47,10 @@ def flip_keypoints(keypoints: np.ndarray, image_width: int, meta: DatasetMeta) -
 def half_body_center_scale(keypoints: np.ndarray, meta: DatasetMeta, input_hw: tuple[int, int],
                            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray] | None:
   """The crop of the upper or the lower body (one N(0,1) draw), or None when fewer than 2
-  joints are selected. keypoints [K, 3] in image pixels."""
+  joints are selected or the dataset declares no upper body. keypoints [K, 3] in image
+  pixels."""
+  if not meta.upper_body_ids:
+    return None
   visible = keypoints[:, 2] > 0
   upper_ids = set(meta.upper_body_ids)
   upper = [keypoints[i, :2] for i in range(len(keypoints)) if visible[i] and i in upper_ids]

@@ -1,4 +1,5 @@
-"""Evaluation boxes: ground-truth person boxes or a COCO-format detection file.
+"""Evaluation boxes: ground-truth person boxes (as annotated, or tight around the labelled
+joints) or a COCO-format detection file.
 
 A detection file is a JSON list of ``{"image_id", "category_id", "bbox": [x, y, w, h],
 "score"}`` (HRNet's ``COCO_val2017_detections_AP_H_56_person.json`` and the like). As in the
@@ -6,6 +7,14 @@ reference reader (``_load_coco_person_detection_results``), non-person entries a
 scoring below ``min_score`` are skipped (counted), detection boxes are not clipped, and every
 box becomes a crop with the same ``box_to_center_scale`` as training. Ground-truth boxes
 score 1.
+
+Tight boxes (``eval.boxes=gt_tight``, supplementary Table 12's "tight fitting" boxes made
+from the keypoint annotations): the extent of a person's labelled (v > 0) joints, grown by
+``TIGHT_PAD`` (10%) of its width and of its height on each side, each side then at least
+``TIGHT_MIN_SIDE`` (8) pixels around its centre (one labelled joint gives an 8 x 8 box), then
+clipped to the image ([0, W - 1] x [0, H - 1]). A person without labelled joints has no
+record (the reader skips and counts it). The crop then adds the usual 1.25 padding and
+aspect-ratio fix, as for any box.
 """
 
 from __future__ import annotations
@@ -20,6 +29,8 @@ from mipnet_jax.data.coco_format import (PERSON_CATEGORY, AnnotationError, LoadR
 from mipnet_jax.core.geometry import box_to_center_scale
 
 DETECTION_FIELDS = ("image_id", "category_id", "bbox", "score")
+TIGHT_PAD = 0.1          # of the joints' extent, on each side
+TIGHT_MIN_SIDE = 8.0     # pixels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +57,31 @@ def gt_boxes(records: list[PersonRecord]) -> list[BoxRecord]:
   """The ground-truth boxes of person records (score 1), in record order."""
   return [BoxRecord(r.image_id, r.image_path, r.image_hw, r.box, r.center, r.scale, 1.0,
                     r.ann_id) for r in records]
+
+
+def tight_box(keypoints: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
+  """[K, 3] (x, y, v) with at least one v > 0 -> [4] float32 (x, y, w, h): the labelled
+  joints' box, padded and clipped as the module docstring says."""
+  xy = keypoints[keypoints[:, 2] > 0, :2].astype(np.float64)
+  lo, hi = xy.min(axis=0), xy.max(axis=0)
+  size = hi - lo
+  lo, hi = lo - TIGHT_PAD * size, hi + TIGHT_PAD * size
+  grow = np.maximum(TIGHT_MIN_SIDE - (hi - lo), 0.0) / 2
+  lo, hi = lo - grow, hi + grow
+  lo = np.maximum(lo, 0.0)
+  hi = np.minimum(hi, [image_hw[1] - 1.0, image_hw[0] - 1.0])
+  return np.array([lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1]], np.float32)
+
+
+def tight_boxes(records: list[PersonRecord], input_hw: tuple[int, int]) -> list[BoxRecord]:
+  """Ground-truth boxes made tight around each record's labelled joints (score 1)."""
+  out = []
+  for r in records:
+    box = tight_box(r.keypoints, r.image_hw)
+    center, scale = box_to_center_scale(box, input_hw)
+    out.append(BoxRecord(r.image_id, r.image_path, r.image_hw, box, center, scale, 1.0,
+                         r.ann_id))
+  return out
 
 
 UNKNOWN_IMAGE = "is not an image of the annotation file (a detection file of another split?)"

@@ -12,12 +12,48 @@ from __future__ import annotations
 import os
 
 from mipnet_jax.data import coco_format, image_source, stats, synthetic, transforms
-from mipnet_jax.core.meta import get_meta
+from mipnet_jax.core.meta import DATASETS, DatasetMeta, build_meta, get_meta
 from mipnet_jax.data.pipeline import Loading, train_dataset
 
 TFDS_NAMES = {"coco": "coco_keypoints", "crowdpose": "crowdpose", "ochuman": "ochuman"}
 READMES = {"coco": "datasets/coco_keypoints/README.md", "crowdpose": "datasets/crowdpose/README.md",
            "ochuman": "datasets/ochuman/README.md"}
+
+
+def dataset_meta(name: str, keypoints=None, where: str = "") -> DatasetMeta:
+  """A dataset's keypoint metadata: declared in a config's ``keypoints`` block (``names``,
+  ``flip_pairs``, ``sigmas``, ``upper_body``, ``skeleton``; see core.meta.build_meta) when its
+  ``names`` are given, else the built-in one of ``name``. ``where`` names the config block in
+  one-line errors."""
+  if keypoints and keypoints.get("names"):
+    return build_meta(name, keypoints["names"], keypoints.get("flip_pairs") or (),
+                      keypoints.get("sigmas") or (), keypoints.get("upper_body") or (),
+                      keypoints.get("skeleton") or (), where=f"{where}.keypoints")
+  if name not in DATASETS:
+    raise ValueError(f"{where}: dataset {name!r} is not built in ({', '.join(sorted(DATASETS))});"
+                     f" declare its joints in {where}.keypoints.names")
+  return get_meta(name)
+
+
+def model_meta(config) -> DatasetMeta:
+  """The keypoints the model predicts: those of ``config.data`` (its dataset, or its
+  ``keypoints`` block); one line if ``config.model.num_keypoints`` disagrees."""
+  data = config["data"]
+  meta = dataset_meta(data["name"], data.get("keypoints"), "config.data")
+  k = config["model"]["num_keypoints"]
+  if k != meta.num_keypoints:
+    raise ValueError(f"config.model.num_keypoints={k} but config.data ({meta.name}) has "
+                     f"{meta.num_keypoints} joints")
+  return meta
+
+
+def split_meta(config, name: str) -> DatasetMeta:
+  """The keypoints annotated in evaluation split ``name``: its ``keypoints`` block, else the
+  model's when it is the training dataset, else the built-in dataset's."""
+  ev = config.eval_data[name]
+  if not (ev.get("keypoints") and ev.keypoints.get("names")) and ev.dataset == config.data.name:
+    return model_meta(config)
+  return dataset_meta(ev.dataset, ev.get("keypoints"), f"config.eval_data.{name}")
 
 
 def split_files(data, split: str) -> tuple[str, str, object]:
@@ -43,7 +79,8 @@ def split_files(data, split: str) -> tuple[str, str, object]:
 def load_split(data, split: str) -> tuple[list, coco_format.LoadReport, object]:
   """(person records, load report, image-bytes source) of ``split``."""
   ann_path, image_dir, images = split_files(data, split)
-  records, report = coco_format.load_person_records(ann_path, get_meta(data.name), image_dir,
+  meta = dataset_meta(data.name, data.get("keypoints"), "config.data")
+  records, report = coco_format.load_person_records(ann_path, meta, image_dir,
                                                     tuple(data.image_hw))
   return records, report, images
 
@@ -51,7 +88,8 @@ def load_split(data, split: str) -> tuple[list, coco_format.LoadReport, object]:
 def train_sample(data, num_instances: int, images) -> transforms.TrainSample:
   """The training transform ``data`` describes."""
   return transforms.TrainSample(
-      dataset=data.name, num_instances=num_instances,
+      meta=dataset_meta(data.name, data.get("keypoints"), "config.data"),
+      num_instances=num_instances,
       crop=transforms.CropSpec(tuple(data.image_hw), data.color, data.decode_reduce),
       heatmap_hw=tuple(data.heatmap_hw), sigma=data.sigma, scale_factor=data.scale_factor,
       rotation_factor=data.rotation_factor, half_body_prob=data.half_body_prob,
@@ -106,14 +144,15 @@ def data_report(config, decode_images: bool = False) -> tuple[dict, dict]:
     try:
       det = ""
       if split is None:
-        dataset, ann_path, image_dir = eval_files(config, name)
+        _, ann_path, image_dir = eval_files(config, name)
+        dataset = split_meta(config, name)
         if cfg.det_file:
           det = os.path.join(eval_root(config, name), cfg.det_file)
       else:
         ann_path, image_dir, _ = split_files(cfg, split)
-        dataset = cfg.name
+        dataset = model_meta(config)
       reports[name] = stats.split_report(ann_path, dataset, image_dir, tuple(data.image_hw),
                                          det, 0.0, decode_images and not data.prepared_dir)
-    except (OSError, coco_format.AnnotationError) as e:
+    except (OSError, ValueError) as e:     # AnnotationError and MetaError are ValueErrors
       errors[name] = str(e)
   return reports, errors

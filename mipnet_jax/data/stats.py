@@ -45,11 +45,13 @@ def check_images(records: list[coco_format.PersonRecord]) -> dict:
               first_errors=messages)
 
 
-def split_report(ann_path: str, dataset: str, image_dir: str = "",
+def split_report(ann_path: str, dataset: str | meta_lib.DatasetMeta, image_dir: str = "",
                  input_hw: tuple[int, int] = (256, 192), det_path: str = "",
                  min_score: float = 0.0, decode_images: bool = False) -> dict:
-  """The report of one annotation file (and its detection file): a JSON-able dict."""
-  meta = meta_lib.get_meta(dataset)
+  """The report of one annotation file (and its detection file): a JSON-able dict;
+  ``dataset`` is its keypoint metadata or a built-in dataset's name."""
+  meta = meta_lib.get_meta(dataset) if isinstance(dataset, str) else dataset
+  dataset = meta.name
   records, report = coco_format.load_person_records(ann_path, meta, image_dir, input_hw)
   multi = coco_format.count_multi_instance(records)
   others = np.array([len(r.others) for r in records]) if records else np.zeros(0)

@@ -2,13 +2,17 @@
 
 The embedded default dataset: articulated stick-and-blob people with the 17 COCO joints on
 cluttered backgrounds (the people and scenes: data/synthetic_scene.py). Most images hold a
-"pair": a back person B partly covered by a front person A, with box IoU 0.55-0.95 (A shifted
-by at most 35% of B's width), so the two boxes nearly coincide, as in OCHuman. A single-output
-net must pick one of the two people in such a crop, and tends to pick the same one for both
-boxes; MIPNet's instance 1 predicts the other one.
+"pair": a back person B partly covered by a front person A, with box IoU 0.4-0.85 (A shifted
+by 15-50% of B's width), so that each box holds most of the other person, as in OCHuman, and
+the union of the two boxes (OCPose's shared box) holds both. A single-output net must pick one
+of the two people in such a crop; MIPNet's instance 1 predicts the other one. (Version 3 had
+IoU 0.55-0.95 and shifts up to 35%: boxes so close that the person a box belongs to could not
+be told from the crop, and instance 1 mostly repeated instance 0.)
 
 Layout under ``root``: ``annotations/person_keypoints_{train,val}.json`` (and ``*_pairs.json``,
-the pair images only), ``annotations/person_detections_{train,val}[_pairs].json`` (boxes of
+the pair images only; ``*_shared.json``, the same pairs annotated OCPose-style: the pair's two
+people only, both with the SAME relaxed box, the union of their boxes, and the 12 limb joints),
+``annotations/person_detections_{train,val}[_pairs].json`` (boxes of
 a simulated detector, data/simulated_detector.py), ``images/{train,val}/000000000001.jpg`` and
 ``MANIFEST.json`` (the parameters and counts).
 Points are (x, y), sizes (h, w). Left limbs (the person's left, the image's right: everyone
@@ -32,10 +36,10 @@ import numpy as np
 
 from mipnet_jax.data import simulated_detector
 from mipnet_jax.data.coco_format import count_multi_instance, load_person_records
-from mipnet_jax.core.meta import COCO
+from mipnet_jax.core.meta import COCO, JOINT_SETS
 from mipnet_jax.data.synthetic_scene import annotate, draw_figure, make_background, make_scene
 
-VERSION = 3
+VERSION = 4
 SPLITS = ("train", "val")
 SKELETON = ((16, 14), (14, 12), (17, 15), (15, 13), (12, 13), (6, 12), (7, 13), (6, 7),
             (6, 8), (7, 9), (8, 10), (9, 11), (2, 3), (1, 2), (1, 3), (2, 4), (3, 5), (4, 6),
@@ -70,6 +74,40 @@ def categories() -> list[dict]:
   """The COCO person category with its 17 keypoints and skeleton."""
   return [dict(supercategory="person", id=1, name="person",
                keypoints=list(COCO.keypoint_names), skeleton=[list(s) for s in SKELETON])]
+
+
+def shared_box_annotations(images: list[dict], annotations: list[dict]
+                           ) -> tuple[list[dict], list[dict], list[dict]]:
+  """OCPose-style annotations of the pair images: (images, annotations, categories).
+
+  Per pair image, its last two people (the pair; an extra person drawn first is left out),
+  both given the union of their two boxes as ``bbox`` (``area`` its w x h) and only the 12
+  limb joints (``JOINT_SETS['limbs']``, COCO order) with ``num_keypoints`` recounted.
+  """
+  limbs = JOINT_SETS["limbs"]
+  ids = [COCO.keypoint_names.index(n) for n in limbs]
+  by_image: dict[int, list[dict]] = {}
+  for ann in annotations:
+    by_image.setdefault(ann["image_id"], []).append(ann)
+  pair_images = [img for img in images if img["scene"] == "pair"]
+  shared = []
+  for img in pair_images:
+    pair = by_image[img["id"]][-2:]
+    boxes = np.array([a["bbox"] for a in pair], np.float64)
+    lo, hi = boxes[:, :2].min(0), (boxes[:, :2] + boxes[:, 2:]).max(0)
+    union = [int(lo[0]), int(lo[1]), int(hi[0] - lo[0]), int(hi[1] - lo[1])]
+    for ann in pair:
+      kpts = np.asarray(ann["keypoints"], np.float64).reshape(-1, 3)[ids]
+      shared.append(dict(ann, bbox=union, area=union[2] * union[3],
+                         keypoints=[float(k) if c < 2 else int(k) for row in kpts
+                                    for c, k in enumerate(row)],
+                         num_keypoints=int((kpts[:, 2] > 0).sum())))
+  skeleton = [[limbs.index(COCO.keypoint_names[a - 1]) + 1, limbs.index(COCO.keypoint_names[b - 1]) + 1]
+              for a, b in SKELETON if COCO.keypoint_names[a - 1] in limbs
+              and COCO.keypoint_names[b - 1] in limbs]
+  categories = [dict(supercategory="person", id=1, name="person", keypoints=list(limbs),
+                     skeleton=skeleton)]
+  return pair_images, shared, categories
 
 
 def _write_json(path: str, data: dict) -> None:
@@ -110,6 +148,10 @@ def write_split(root: str, split: str, seed: int, num_images: int,
       info=info, licenses=[], images=[img for img in images if img["id"] in pair_ids],
       annotations=[a for a in annotations if a["image_id"] in pair_ids],
       categories=categories()))
+  shared_images, shared, shared_categories = shared_box_annotations(images, annotations)
+  _write_json(path.replace(".json", "_shared.json"), dict(
+      info=info, licenses=[], images=shared_images, annotations=shared,
+      categories=shared_categories))
   # Boxes of a simulated detector (confidence falls with occlusion), for the detection
   # protocol and the confidence sweep.
   det_path = os.path.join(root, "annotations", f"person_detections_{split}.json")

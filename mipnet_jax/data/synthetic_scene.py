@@ -3,8 +3,8 @@
 A person is an articulated stick-and-blob figure with the 17 COCO joints, facing the camera: left
 limbs (the person's left, the image's right) a lighter shade of the person's colour, right limbs
 a darker one. A scene is a list of people, back to front: a "pair" (a back person B partly
-covered by a front person A, box IoU within PAIR_IOU, so the two boxes nearly coincide as in
-OCHuman), a loose "crowd" of 3-5 or a "single" person. A joint outside the image has v=0, one
+covered by a front person A, box IoU within PAIR_IOU, A shifted sideways by PAIR_SHIFT of B's
+width, so that each box holds most of the other person as in OCHuman), a loose "crowd" of 3-5 or a "single" person. A joint outside the image has v=0, one
 under a person drawn in front v=1, otherwise v=2. Points are (x, y), sizes (h, w).
 """
 
@@ -19,8 +19,8 @@ import numpy as np
 SCENES = ("single", "pair", "crowd")
 SCENE_PROBS = (0.15, 0.6, 0.25)
 MIN_VISIBLE = 4        # a placement may not leave a person behind with fewer visible joints
-PAIR_IOU = (0.55, 0.95)
-PAIR_SHIFT = (0.0, 0.35)   # |dx| of the front person, in units of the back one's width
+PAIR_IOU = (0.4, 0.85)
+PAIR_SHIFT = (0.15, 0.5)   # |dx| of the front person, in units of the back one's width
 _SHIFT = 4             # cv2 fixed-point bits: sub-pixel drawing
 
 

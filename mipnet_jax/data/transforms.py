@@ -37,7 +37,7 @@ from mipnet_jax.data.image_source import FileImages, ImageSource
 from mipnet_jax.data.boxes import BoxRecord
 from mipnet_jax.data.coco_format import PersonRecord
 from mipnet_jax.core.geometry import PIXEL_STD, get_affine_transform
-from mipnet_jax.core.meta import get_meta
+from mipnet_jax.core.meta import DatasetMeta
 
 REDUCTIONS = (8, 4, 2)
 
@@ -96,7 +96,7 @@ def cut_crop(data: np.ndarray, trans: np.ndarray, scale: np.ndarray, flipped: bo
 class TrainSample(grain.transforms.RandomMap):
   """PersonRecord -> augmented training sample with the targets of N instances."""
 
-  dataset: str
+  meta: DatasetMeta
   num_instances: int
   crop: CropSpec
   heatmap_hw: tuple[int, int]
@@ -109,7 +109,7 @@ class TrainSample(grain.transforms.RandomMap):
 
   def random_map(self, record: PersonRecord, rng: np.random.Generator) -> dict:
     cv2.setNumThreads(1)     # one sample per core; grain parallelises across records
-    meta = get_meta(self.dataset)
+    meta = self.meta
     input_hw = self.crop.input_hw
     width = record.image_hw[1]
     aug = augment.sample_augmentation(

@@ -52,6 +52,13 @@ class Candidates:
     return Candidates(self.keypoints[index], self.box_score[index], self.area[index],
                       self.image_id[index], self.lam[index])
 
+  def select_joints(self, ids) -> Candidates:
+    """The candidates with only joints ``ids`` (in that order); unchanged when ``ids`` is
+    every joint in order."""
+    if tuple(ids) == tuple(range(self.keypoints.shape[1])):
+      return self
+    return dataclasses.replace(self, keypoints=self.keypoints[:, list(ids)])
+
 
 def padded_box_area(scale: np.ndarray) -> np.ndarray:
   """[M, 2] crop scales (s_x, s_y) -> [M] float64 areas, rounded as the reference's

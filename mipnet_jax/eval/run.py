@@ -16,7 +16,6 @@ import os
 import numpy as np
 
 from mipnet_jax.core import codec
-from mipnet_jax.core.meta import get_meta
 from mipnet_jax.core.progress import Progress
 from mipnet_jax.data import boxes as boxes_lib, inputs, pipeline, transforms
 from mipnet_jax.data.coco_format import load_person_records
@@ -63,16 +62,18 @@ def load_boxes(config, protocol: Protocol) -> tuple[list[boxes_lib.BoxRecord], s
     found, report = boxes_lib.load_detections(protocol.det_file, protocol.annotations,
                                               image_dir, protocol.input_hw,
                                               protocol.postprocess.min_box_score)
-  else:
-    records, report = load_person_records(protocol.annotations, get_meta(protocol.dataset),
-                                          image_dir, protocol.input_hw)
-    found = boxes_lib.gt_boxes(records)
-  return found, str(report)
+    return found, str(report)
+  records, report = load_person_records(protocol.annotations, protocol.meta, image_dir,
+                                        protocol.input_hw)
+  if protocol.boxes == "gt_tight":
+    return boxes_lib.tight_boxes(records, protocol.input_hw), f"{report} (tight boxes)"
+  return boxes_lib.gt_boxes(records), str(report)
 
 
 def predict_candidates(predict_fn, variables, boxes: list, protocol: Protocol, color: str,
                        batch_size: int, show_progress: bool = True) -> cands.Candidates:
-  """Runs the network on every box: one candidate per (box, lambda), box-major."""
+  """Runs the network on every box: one candidate per (box, lambda), box-major, holding the
+  protocol's evaluated joints (the model's joints mapped by ``protocol.joints``)."""
   loading = pipeline.Loading(batch_size, num_threads=2, prefetch=2)
   ds = pipeline.eval_dataset(
       boxes, transforms.EvalSample(transforms.CropSpec(protocol.input_hw, color)), loading)
@@ -91,10 +92,11 @@ def predict_candidates(predict_fn, variables, boxes: list, protocol: Protocol, c
     progress.update(n)
   progress.close()
   if not parts:
-    k = get_meta(protocol.dataset).num_keypoints
+    k = len(protocol.joints.names)
     return cands.flat_candidates(np.zeros((0, protocol.num_instances, k, 3)), np.zeros(0),
                                  np.zeros((0, 2)), np.zeros(0, np.int64))
-  return cands.flat_candidates(*(np.concatenate(column) for column in zip(*parts)))
+  found = cands.flat_candidates(*(np.concatenate(column) for column in zip(*parts)))
+  return found.select_joints(protocol.joints.model_ids)
 
 
 def score_candidates(candidates: cands.Candidates, protocol: Protocol,
@@ -103,13 +105,15 @@ def score_candidates(candidates: cands.Candidates, protocol: Protocol,
   below ``min_box_score`` (if given) are left out first."""
   if min_box_score is not None:
     candidates = candidates.take(np.flatnonzero(candidates.box_score >= min_box_score))
-  kept = postprocess.postprocess(candidates, get_meta(protocol.dataset).sigmas,
-                                 protocol.postprocess)
+  kept = postprocess.postprocess(candidates, protocol.joints.sigmas, protocol.postprocess)
   return postprocess.coco_results(candidates, kept)
 
 
 def compute_metrics(results: list[dict], protocol: Protocol) -> dict[str, float]:
-  metric = make_metric(protocol.dataset, protocol.annotations)
+  subset = protocol.joints.data_ids != tuple(range(protocol.meta.num_keypoints))
+  metric = make_metric(protocol.meta, protocol.annotations, metric=protocol.metric,
+                       joints=protocol.joints if subset else None,
+                       area_rule=protocol.area_rule)
   metric.add(results, source=f"predictions for {protocol.split}")
   return metric.compute()
 
@@ -143,7 +147,7 @@ def evaluate_split(config, loaded: LoadedModel, protocol: Protocol, out_dir: str
                    show_progress: bool = True, with_lambda0: bool = False) -> EvalResult:
   """The whole evaluation of one protocol; writes the files of ``write_outputs`` under
   ``out_dir``. ``with_lambda0`` also scores the λ = 0 mode when the protocol merges N > 1."""
-  meta = get_meta(protocol.dataset)
+  meta = inputs.model_meta(config)
   boxes, box_report = load_boxes(config, protocol)
   predict_fn = predict_step.make_predict_fn(
       loaded.model, protocol.num_instances, meta.flip_permutation if protocol.flip else None,

@@ -22,7 +22,7 @@ from absl import logging
 
 from mipnet_jax import checkpoints
 from mipnet_jax.core.geometry import BOX_PADDING
-from mipnet_jax.core.meta import get_meta
+from mipnet_jax.data import inputs
 from mipnet_jax.eval import predict_step
 from mipnet_jax.eval.protocol import evaluated_n
 from mipnet_jax.models.load import FRESH, load_model, resolve_checkpoint
@@ -43,7 +43,7 @@ def serving_function(config, model, num_instances: int):
   size: ``f(variables, crops, centers, scales) -> (keypoints, maxvals)``; the device decodes,
   so ``config.eval.decode`` must be "quarter"."""
   require_device_decode(config)
-  perm = get_meta(config.data.name).flip_permutation if config.eval.flip else None
+  perm = inputs.model_meta(config).flip_permutation if config.eval.flip else None
   return predict_step.image_joints_fn(model, num_instances, perm, tuple(config.data.heatmap_hw))
 
 

@@ -24,7 +24,8 @@ import jax
 import numpy as np
 from absl import logging
 
-from mipnet_jax.core.meta import DatasetMeta, get_meta
+from mipnet_jax.core.meta import DatasetMeta
+from mipnet_jax.data import inputs
 from mipnet_jax.eval.candidates import flat_candidates
 from mipnet_jax.eval.postprocess import PostprocessSpec, postprocess
 from mipnet_jax.eval.protocol import evaluated_n
@@ -66,7 +67,7 @@ class Predictor:
     fn = jax.jit(export.serving_function(config, loaded.model, n))
     manifest = export.make_manifest(config, loaded.variables, n, loaded.weights, ())
     boxes_fn = bundle.BoxPredictor(lambda *a: fn(loaded.variables, *a), manifest)
-    return cls(boxes_fn, get_meta(config.data.name), PostprocessSpec.from_eval(config.eval),
+    return cls(boxes_fn, inputs.model_meta(config), PostprocessSpec.from_eval(config.eval),
                loaded.weights)
 
   @classmethod
@@ -75,7 +76,7 @@ class Predictor:
     boxes_fn = bundle.load_bundle(path)
     with open(os.path.join(path, bundle.CONFIG)) as f:
       config = json.load(f)
-    return cls(boxes_fn, get_meta(config["data"]["name"]), PostprocessSpec.from_eval(
+    return cls(boxes_fn, inputs.model_meta(config), PostprocessSpec.from_eval(
         config["eval"]), boxes_fn.manifest["weights"])
 
   def __call__(self, image: np.ndarray, boxes=None, box_scores=None) -> list[Pose]:

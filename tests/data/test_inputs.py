@@ -42,10 +42,12 @@ def test_synthetic_default_trains_without_downloads(synthetic_config):
 
 def test_data_report_of_a_config(synthetic_config):
   reports, errors = inputs.data_report(synthetic_config, decode_images=True)
-  assert set(reports) == {"train", "val", "synthetic_val", "synthetic_val_pairs"} and not errors
+  assert set(reports) == {"train", "val", "synthetic_val", "synthetic_val_pairs",
+                          "synthetic_val_shared", "synthetic_val_shared_tight"} and not errors
   root = pathlib.Path(synthetic_config.data.root) / "annotations"
   for split, name in (("train", "train"), ("val", "val"), ("synthetic_val", "val"),
-                      ("synthetic_val_pairs", "val_pairs")):
+                      ("synthetic_val_pairs", "val_pairs"), ("synthetic_val_shared", "val_shared"),
+                      ("synthetic_val_shared_tight", "val_shared")):
     ann = json.loads((root / f"person_keypoints_{name}.json").read_text())
     assert reports[split]["boxes"] == len(ann["annotations"]), split       # no person skipped
     assert reports[split]["images"] == len(ann["images"]), split
@@ -61,4 +63,4 @@ def test_missing_raw_files_name_the_expected_path(load_config, tmp_path):
     inputs.train_input(c)
   reports, errors = inputs.data_report(c)
   assert not reports and set(errors) == {"train", "val", "coco_val", "coco_test_dev",
-                                         "ochuman_val", "ochuman_test"}
+                                         "ochuman_val", "ochuman_test", "ocpose_test"}

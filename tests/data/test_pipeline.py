@@ -18,7 +18,7 @@ def records(shared_data):
 
 
 def _transform(num_instances=2):
-  return transforms.TrainSample("coco", num_instances, transforms.CropSpec(INPUT_HW), (16, 12),
+  return transforms.TrainSample(meta.COCO, num_instances, transforms.CropSpec(INPUT_HW), (16, 12),
                                 2.0, 0.35, 45.0, 0.3, True)
 
 

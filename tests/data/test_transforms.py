@@ -32,7 +32,7 @@ def _to_image(sample, record):
 def test_lambda0_on_the_owner_and_lambda1_on_the_other_person(shared_data, name,
                                                               dataset_meta, ann_id):
   records = _records(shared_data, name, dataset_meta)
-  make = transforms.TrainSample(dataset_meta.name, 2, transforms.CropSpec(INPUT_HW),
+  make = transforms.TrainSample(dataset_meta, 2, transforms.CropSpec(INPUT_HW),
                                 HEATMAP_HW, 2.0, *NO_AUG)
   # A box whose nearest other person has 4+ joints inside its crop (multi-instance box).
   record = next(r for r in records if (ann_id is None or r.ann_id == ann_id)
@@ -53,7 +53,7 @@ def test_lambda0_on_the_owner_and_lambda1_on_the_other_person(shared_data, name,
 def test_augmented_sample_equals_the_reference_path(shared_data):
   """Same draws, reference order: mirror image and joints, then warp and encode."""
   record = _records(shared_data, "coco", meta.COCO)[0]
-  make = transforms.TrainSample("coco", 2, transforms.CropSpec(INPUT_HW), HEATMAP_HW, 2.0,
+  make = transforms.TrainSample(meta.COCO, 2, transforms.CropSpec(INPUT_HW), HEATMAP_HW, 2.0,
                                 0.35, 45.0, 0.3, True)
   flips = []
   for seed in range(6):

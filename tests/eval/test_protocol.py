@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 
+from mipnet_jax.core.meta import COCO, JointMap
 from mipnet_jax.eval import protocol as protocol_lib
 from mipnet_jax.eval.postprocess import PostprocessSpec
 from mipnet_jax.eval.protocol import Protocol, evaluated_n, make_protocol, split_names
@@ -84,7 +85,11 @@ def test_protocol_of_the_config(config):
   p = make_protocol(config, "coco_val", "runs/x")
   assert p == Protocol(split="coco_val", dataset="coco", annotations=f"{ROOT}/test_coco.json",
                        boxes="gt", det_file="", num_instances=2, flip=True, decode="quarter",
-                       input_hw=(128, 96), weights="runs/x", postprocess=PostprocessSpec())
+                       input_hw=(128, 96), weights="runs/x", metric="coco",
+                       area_rule="annotation", joints=JointMap(
+                           COCO.keypoint_names, tuple(range(17)), tuple(range(17)),
+                           COCO.sigmas), meta=COCO, postprocess=PostprocessSpec())
+  assert p.max_dets == 20
   config.eval.boxes = "detections"
   p = make_protocol(config, "coco_val", "runs/x")
   assert (p.boxes, p.det_file) == ("detections", f"{ROOT}/test_coco_det_AP_H_56.json")
@@ -111,12 +116,15 @@ def test_stamp_is_flat_and_has_every_field(config):
       "split": "coco_val", "dataset": "coco", "annotations": f"{ROOT}/test_coco.json",
       "boxes": "detections", "det_file": f"{ROOT}/test_coco_det_AP_H_56.json",
       "num_instances": 2, "flip": False, "decode": "dark", "input_hw": (128, 96),
-      "weights": "runs/x/checkpoints/7",
+      "weights": "runs/x/checkpoints/7", "metric": "coco", "area_rule": "annotation",
+      "max_dets": 20, "keypoints": list(COCO.keypoint_names), "model_joints": list(range(17)),
+      "data_joints": list(range(17)), "sigmas": list(COCO.sigmas),
       "gamma": 0.5, "gamma_mode": "constant", "in_vis_thre": 0.1, "nms": "soft_oks",
       "nms_threshold": 0.7, "keep_lambda": 1, "min_box_score": 0.3}
   # Every field of both dataclasses, the spec's inline (no nested "postprocess" dict).
-  names = ({f.name for f in dataclasses.fields(Protocol)} - {"postprocess"}) | {
-      f.name for f in dataclasses.fields(PostprocessSpec)}
+  names = ({f.name for f in dataclasses.fields(Protocol)} - {"postprocess", "joints", "meta"}
+           ) | {f.name for f in dataclasses.fields(PostprocessSpec)} | {
+               "keypoints", "model_joints", "data_joints", "sigmas"}
   assert set(stamp) == names
   merged = make_protocol(config, "coco_val", "w").with_postprocess(keep_lambda=None).stamp()
   assert merged["keep_lambda"] is None
@@ -145,11 +153,11 @@ def test_protocol_errors_name_the_field(config):
   config.eval.keep_lambda = -1
   with pytest.raises(ValueError, match=r"^config.eval.splits: 'nope' is not in "
                                        r"config.eval_data \(coco_test_dev, coco_val, "
-                                       r"ochuman_test, ochuman_val\)$"):
+                                       r"ochuman_test, ochuman_val, ocpose_test\)$"):
     make_protocol(config, "nope", "x")
   config.eval.boxes = "detector"
-  with pytest.raises(ValueError, match="config.eval.boxes must be 'gt' or 'detections', got "
-                                       "'detector'"):
+  with pytest.raises(ValueError, match="^config.eval.boxes must be one of gt, gt_tight, "
+                                       "detections, got 'detector'$"):
     make_protocol(config, "coco_val", "x")
   config.eval.boxes = "gt"
   config.eval.decode = "udp"
@@ -179,7 +187,8 @@ def test_split_names(config):
   with pytest.raises(ValueError) as info:
     split_names(config)
   assert str(info.value) == ("config.eval.splits: 'nope' is not in config.eval_data "
-                             "(coco_test_dev, coco_val, ochuman_test, ochuman_val)")
+                             "(coco_test_dev, coco_val, ochuman_test, ochuman_val, "
+                             "ocpose_test)")
   for empty in ("", " , "):
     config.eval.splits = empty
     with pytest.raises(ValueError) as info:
@@ -189,5 +198,5 @@ def test_split_names(config):
 
 
 def test_box_kinds_and_decodes():
-  assert protocol_lib.BOX_KINDS == ("gt", "detections")
+  assert protocol_lib.BOX_KINDS == ("gt", "gt_tight", "detections")
   assert protocol_lib.DECODES == ("quarter", "dark")

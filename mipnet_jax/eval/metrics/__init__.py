@@ -1,31 +1,41 @@
 """Keypoint metrics: the COCO protocol (COCO, OCHuman, synthetic) and the CrowdPose protocol,
 both on pycocotools, with validated predictions and one-line input errors.
 
-``coco``, ``ochuman`` and ``synthetic`` (COCO-format, 17 keypoints) use ``CocoMetric``;
-``crowdpose`` uses ``CrowdPoseMetric``. ``make_metric`` picks the dataset's, ``evaluate_file``
-scores a results file in one call.
+``crowdpose`` uses ``CrowdPoseMetric`` (``METRICS['crowdpose']``), every other dataset
+(COCO, OCHuman, synthetic, OCPose, a user's own) ``CocoMetric``; an evaluation split may name
+another (``eval_data.<split>.metric``). ``make_metric`` builds one, ``evaluate_file`` scores
+a results file in one call.
 """
 
 from __future__ import annotations
 
+from mipnet_jax.core.meta import DatasetMeta, JointMap
 from mipnet_jax.data.coco_format import AnnotationError
-from mipnet_jax.eval.metrics.coco import COCO_METRICS, CocoMetric, KeypointMetric
+from mipnet_jax.eval.metrics.coco import (AREA_RULES, COCO_METRICS, MAX_DETS, CocoMetric,
+                                          KeypointMetric)
 from mipnet_jax.eval.metrics.crowdpose import CROWDPOSE_METRICS, CrowdPoseMetric
 from mipnet_jax.eval.metrics.results import ResultsError, load_results_file, validate_results
 
-DATASET_METRICS: dict[str, type[KeypointMetric]] = {
-    "coco": CocoMetric,
-    "ochuman": CocoMetric,
-    "synthetic": CocoMetric,
-    "crowdpose": CrowdPoseMetric,
-}
+METRICS: dict[str, type[KeypointMetric]] = {"coco": CocoMetric, "crowdpose": CrowdPoseMetric}
 
 
-def make_metric(dataset: str, annotations: str | dict, *, verbose: bool = False) -> KeypointMetric:
-  """The metric of ``dataset``'s protocol over ground truth ``annotations`` (path or dict)."""
-  if dataset not in DATASET_METRICS:
-    raise ValueError(f"unknown dataset {dataset!r}; known: {', '.join(sorted(DATASET_METRICS))}")
-  return DATASET_METRICS[dataset](annotations, dataset, verbose=verbose)
+def default_metric(dataset: str) -> str:
+  """The protocol a dataset is evaluated with by default: its own for CrowdPose, else COCO's."""
+  return "crowdpose" if dataset == "crowdpose" else "coco"
+
+
+def make_metric(dataset: str | DatasetMeta, annotations: str | dict, *, verbose: bool = False,
+                metric: str = "", joints: JointMap | None = None,
+                area_rule: str = "") -> KeypointMetric:
+  """The keypoint metric over ground truth ``annotations`` (path or dict) of ``dataset`` (its
+  meta, or a built-in name): ``metric`` in METRICS ("" = ``default_metric``), ``joints`` a
+  subset to evaluate, ``area_rule`` in AREA_RULES ("" = the metric's own)."""
+  name = dataset if isinstance(dataset, str) else dataset.name
+  metric = metric or default_metric(name)
+  if metric not in METRICS:
+    raise ValueError(f"unknown metric {metric!r}; known: {', '.join(METRICS)}")
+  return METRICS[metric](annotations, dataset, verbose=verbose, joints=joints,
+                         area_rule=area_rule or None)
 
 
 def evaluate_file(dataset: str, annotations: str, results: str, *,
@@ -39,6 +49,7 @@ def evaluate_file(dataset: str, annotations: str, results: str, *,
   return metric.compute()
 
 
-__all__ = ["COCO_METRICS", "CROWDPOSE_METRICS", "DATASET_METRICS", "AnnotationError",
+__all__ = ["AREA_RULES", "COCO_METRICS", "CROWDPOSE_METRICS", "MAX_DETS", "METRICS",
+           "AnnotationError", "default_metric",
            "CocoMetric", "CrowdPoseMetric", "KeypointMetric", "ResultsError", "evaluate_file",
            "load_results_file", "make_metric", "validate_results"]

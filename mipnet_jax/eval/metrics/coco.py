@@ -5,7 +5,13 @@ Exactly what the reference evaluation does (HRNet / MIPNet ``coco.py::_do_python
 accumulate, summarize; ``stats[0..9]`` are AP, AP50, AP75, APM, APL, AR, AR50, AR75, ARM,
 ARL (OKS thresholds .50:.05:.95, 20 detections per image, GT ``area`` as the OKS scale, GT
 ignored when ``iscrowd`` or ``num_keypoints == 0``). The OKS sigmas are the dataset's from
-``mipnet_jax.data.meta`` (for the COCO keypoints they equal pycocotools' built-in ones).
+``mipnet_jax.core.meta`` (for the COCO keypoints they equal pycocotools' built-in ones).
+
+Two options serve other datasets' protocols (supplementary Table 12, OCPose): a joint subset
+(``JointMap``: the ground truth keeps only the common joints, its ``num_keypoints`` is
+recounted over them as the labelled (v > 0) joints, the sigmas are theirs and predictions
+hold just those joints), and the area rule ``box_0.53`` (OKS scale and area ranges from
+0.53 x box w x h, as CrowdPose's and OPEC-Net's tools, instead of the ``area`` field).
 
 ``KeypointMetric`` collects predictions on the host (``add`` / ``add_arrays``) and
 evaluates once in ``compute``. No predictions at all is not an error: the protocol runs on an
@@ -30,12 +36,15 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from mipnet_jax.data.coco_format import AnnotationError, check_coco_object, read_json
-from mipnet_jax.core.meta import DatasetMeta, get_meta
+from mipnet_jax.core.meta import DatasetMeta, JointMap, get_meta
 from mipnet_jax.eval.metrics.results import results_from_arrays, validate_results
 
 _LOG = logging.getLogger(__name__)
 
 COCO_METRICS = ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM", "ARL")
+AREA_RULES = ("annotation", "box_0.53")
+BOX_AREA_FACTOR = 0.53           # CrowdPose's computeOks / evaluateImg, OPEC-Net's OCPose
+MAX_DETS = 20                    # pycocotools' keypoint maxDets, CrowdPose's too
 
 
 @contextlib.contextmanager
@@ -116,20 +125,56 @@ class KeypointMetric:
 
   metric_names: tuple[str, ...] = ()
   ann_fields: tuple[str, ...] = ("area", "iscrowd", "num_keypoints")
+  default_area_rule = "annotation"
 
-  def __init__(self, annotations: str | dict, dataset: str, *, verbose: bool = False):
-    """annotations: path or parsed COCO-format ground truth; dataset: a ``get_meta`` name."""
-    self.meta = get_meta(dataset)
+  def __init__(self, annotations: str | dict, dataset: str | DatasetMeta, *,
+               verbose: bool = False, joints: JointMap | None = None,
+               area_rule: str | None = None):
+    """annotations: path or parsed COCO-format ground truth; dataset: its ``DatasetMeta`` or
+    a ``get_meta`` name; joints: evaluate only these joints (None: all); area_rule: one of
+    AREA_RULES (None: the protocol's own)."""
+    self.meta = get_meta(dataset) if isinstance(dataset, str) else dataset
     self.verbose = verbose
-    data, self.annotations_name = load_ground_truth(annotations, self.meta, self.ann_fields)
-    self.gt = coco_api(self._prepare_ground_truth(data))
+    self.area_rule = area_rule or self.default_area_rule
+    if self.area_rule not in AREA_RULES:
+      raise ValueError(f"area rule must be one of {', '.join(AREA_RULES)}, got {area_rule!r}")
+    self.joints = joints
+    self.sigmas = np.array(joints.sigmas if joints else self.meta.sigmas)
+    fields = tuple(f for f in self.ann_fields
+                   if not (f == "area" and self.area_rule != "annotation")
+                   and not (f == "num_keypoints" and joints))
+    data, self.annotations_name = load_ground_truth(annotations, self.meta, fields)
+    self.gt = coco_api(self._prepare_ground_truth(self._select_joints(self._set_area(data))))
     self._image_ids = set(self.gt.getImgIds())
     self._category_ids = set(self.gt.getCatIds())
     self._results: list[dict] = []
 
+  def _set_area(self, data: dict) -> dict:
+    """Area rule ``box_0.53``: every GT ``area`` becomes 0.53 x box w x h."""
+    if self.area_rule == "box_0.53":
+      for ann in data["annotations"]:
+        ann["area"] = ann["bbox"][2] * ann["bbox"][3] * BOX_AREA_FACTOR
+    return data
+
+  def _select_joints(self, data: dict) -> dict:
+    """A joint subset: GT keypoints of those joints only, num_keypoints recounted (v > 0)."""
+    if self.joints is None:
+      return data
+    ids = np.asarray(self.joints.data_ids)
+    for ann in data["annotations"]:
+      kpts = np.asarray(ann["keypoints"], np.float64).reshape(-1, 3)[ids]
+      ann["keypoints"] = kpts.reshape(-1).tolist()
+      ann["num_keypoints"] = int((kpts[:, 2] > 0).sum())
+    return data
+
   def _prepare_ground_truth(self, data: dict) -> dict:
     """Protocol hook: adjusts the checked ground truth before indexing."""
     return data
+
+  @property
+  def num_keypoints(self) -> int:
+    """Joints per prediction: the subset's, or the dataset's."""
+    return len(self.sigmas)
 
   def __len__(self) -> int:
     return len(self._results)
@@ -138,7 +183,7 @@ class KeypointMetric:
     """Validates and stores COCO result objects; ``source`` names them in error messages."""
     self._results.extend(validate_results(
         results, image_ids=self._image_ids, category_ids=self._category_ids,
-        num_keypoints=self.meta.num_keypoints, source=source,
+        num_keypoints=self.num_keypoints, source=source,
         annotations_name=self.annotations_name))
 
   def add_arrays(self, image_ids: np.ndarray, keypoints: np.ndarray, scores: np.ndarray,
@@ -173,7 +218,7 @@ class CocoMetric(KeypointMetric):
     """[10] pycocotools stats: AP, AP50, AP75, APM, APL, AR, AR50, AR75, ARM, ARL."""
     coco_eval = COCOeval(self.gt, dt, "keypoints")
     coco_eval.params.useSegm = None
-    coco_eval.params.kpt_oks_sigmas = np.array(self.meta.sigmas)
+    coco_eval.params.kpt_oks_sigmas = self.sigmas
     coco_eval.evaluate()
     coco_eval.accumulate()
     coco_eval.summarize()

@@ -51,14 +51,14 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from mipnet_jax.core.meta import DatasetMeta, JointMap
 from mipnet_jax.data.coco_format import AnnotationError
-from mipnet_jax.eval.metrics.coco import KeypointMetric
+from mipnet_jax.eval.metrics.coco import BOX_AREA_FACTOR, MAX_DETS, KeypointMetric
 
 CROWDPOSE_METRICS = ("AP", "AP50", "AP75", "AR", "AR50", "AR75", "AP_easy", "AP_medium",
                      "AP_hard")
-OKS_AREA_FACTOR = 0.53                # official computeOks / evaluateImg
+OKS_AREA_FACTOR = BOX_AREA_FACTOR     # official computeOks / evaluateImg
 CROWD_INDEX_BOUNDS = (0.2, 0.8)       # official get_type_result(first=0.2, second=0.8)
-MAX_DETS = 20
 # stats indices of the official summarize, in CROWDPOSE_METRICS order.
 _STAT_INDEX = (0, 1, 2, 5, 6, 7, 8, 9, 10)
 
@@ -131,25 +131,27 @@ class CrowdPoseMetric(KeypointMetric):
 
   metric_names = CROWDPOSE_METRICS
   ann_fields = ("iscrowd", "num_keypoints")
+  default_area_rule = "box_0.53"
 
-  def __init__(self, annotations: str | dict, dataset: str = "crowdpose", *,
-               verbose: bool = False):
-    super().__init__(annotations, dataset, verbose=verbose)
+  def __init__(self, annotations: str | dict, dataset: str | DatasetMeta = "crowdpose", *,
+               verbose: bool = False, joints: JointMap | None = None,
+               area_rule: str | None = None):
+    if area_rule not in (None, "box_0.53"):
+      raise ValueError(f"the CrowdPose protocol's area rule is box_0.53, got {area_rule!r}")
+    super().__init__(annotations, dataset, verbose=verbose, joints=joints)
 
   def _prepare_ground_truth(self, data: dict) -> dict:
-    """Checks ``crowdIndex`` and sets every GT ``area`` to 0.53 x box w x h."""
+    """Checks ``crowdIndex`` (every GT ``area`` is already 0.53 x box w x h)."""
     for img in data["images"]:
       index = img.get("crowdIndex")
       if isinstance(index, bool) or not isinstance(index, (int, float)):
         raise AnnotationError(f"{self.annotations_name}: image {img['id']!r}: field "
                               f"'crowdIndex' missing or not a number")
-    for ann in data["annotations"]:
-      ann["area"] = ann["bbox"][2] * ann["bbox"][3] * OKS_AREA_FACTOR
     return data
 
   def _evaluate(self, dt: COCO) -> np.ndarray:
     """[9] AP, AP50, AP75, AR, AR50, AR75, AP easy / medium / hard."""
-    crowd_eval = CrowdPoseCOCOeval(self.gt, dt, self.meta.sigmas)
+    crowd_eval = CrowdPoseCOCOeval(self.gt, dt, tuple(self.sigmas))
     crowd_eval.evaluate()
     crowd_eval.accumulate()
     crowd_eval.summarize()

@@ -25,8 +25,10 @@ ANNOTATION_FILES = [("coco", COCO_FILE), ("crowdpose", "crowdpose/test_crowdpose
 
 
 def test_each_dataset_has_its_protocol(shared_data):
-  assert metrics_lib.DATASET_METRICS == {"coco": CocoMetric, "ochuman": CocoMetric,
-                                         "synthetic": CocoMetric, "crowdpose": CrowdPoseMetric}
+  assert metrics_lib.METRICS == {"coco": CocoMetric, "crowdpose": CrowdPoseMetric}
+  assert [metrics_lib.default_metric(d) for d in ("coco", "ochuman", "synthetic", "crowdpose",
+                                                  "ocpose")] == ["coco"] * 3 + ["crowdpose",
+                                                                                "coco"]
   metric = make_metric("ochuman", str(shared_data / "ochuman/test_ochuman.json"))
   assert type(metric) is CocoMetric and metric.meta.name == "ochuman"
   assert type(make_metric("crowdpose", str(shared_data / CROWD_VAL))) is CrowdPoseMetric
