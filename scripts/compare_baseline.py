@@ -8,7 +8,9 @@ Both runs use the quick HRNet-W32 synthetic config (``experiments.experiment("hr
 data, differing only in num_instances. Each trains in its own process with
 ``main.train(config, workdir, with_eval=True)`` (what ``--mode=train_and_eval`` runs) in
 OUT/baseline and OUT/mipnet (deleted first: every comparison starts fresh), evaluating on
-synthetic_val and synthetic_val_pairs (the images of occluding pairs). Writes to OUT:
+synthetic_val, synthetic_val_pairs (the images of occluding pairs) and the same pairs
+annotated OCPose-style, both people sharing one relaxed box (synthetic_val_shared) or with
+tight boxes of their joints (synthetic_val_shared_tight). Writes to OUT:
   comparison.md / comparison.json  AP, AP50, AR per split: baseline, MIPNet merged over
                                    lambda, MIPNet lambda=0 only (baseline-style);
   learning_curves.png              training loss and eval AP vs step of both runs.
@@ -24,7 +26,8 @@ import subprocess
 import sys
 
 RUNS = {"baseline": "quick,baseline", "mipnet": "quick"}
-SPLITS = ("synthetic_val", "synthetic_val_pairs")
+SPLITS = ("synthetic_val", "synthetic_val_pairs", "synthetic_val_shared",
+          "synthetic_val_shared_tight")
 COLUMNS = ("AP", "AP50", "AR")
 
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 
+from mipnet_jax.core.meta import get_meta, joint_map
 from mipnet_jax.eval import sweep
 from mipnet_jax.eval.candidates import load_candidates
+from mipnet_jax.eval.metrics import METRICS, default_metric
 from mipnet_jax.eval.postprocess import PostprocessSpec
 from mipnet_jax.eval.protocol import Protocol
 from mipnet_jax.experiments import SWEEP_THRESHOLDS
@@ -43,10 +45,13 @@ def main() -> None:
         gamma=args.gamma, gamma_mode=args.gamma_mode, in_vis_thre=0.2,
         nms=args.nms or ("none" if args.dataset == "crowdpose" else "oks"),
         nms_threshold=args.nms_threshold, keep_lambda=None, min_box_score=0.0)
+    meta, metric = get_meta(args.dataset), default_metric(args.dataset)
     protocol = Protocol(
         split=args.dataset, dataset=args.dataset, annotations=args.annotations,
         boxes="detections", det_file="", num_instances=int(candidates.lam.max(initial=0)) + 1,
-        flip=True, decode="quarter", input_hw=(0, 0), weights=path, postprocess=spec)
+        flip=True, decode="quarter", input_hw=(0, 0), weights=path, metric=metric,
+        area_rule=METRICS[metric].default_area_rule, joints=joint_map(meta, meta), meta=meta,
+        postprocess=spec)
     models[name] = (candidates, protocol)
   rows = sweep.sweep_rows(models, args.thresholds)
   title = f"{args.dataset}: AP vs detector confidence"

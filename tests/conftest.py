@@ -48,19 +48,30 @@ def load_config():
   return load
 
 
-def pycocotools_stats(gt_path: str, results, sigmas=None) -> list[float]:
+def pycocotools_stats(gt_path: str, results, sigmas=None, area_factor=None) -> list[float]:
   """The 10 COCO keypoint stats (AP, AP50, ..., ARL) of ``results`` (a results file or list)
   run directly with pycocotools, the independent path the evaluation is checked against;
-  ``sigmas`` replaces pycocotools' default (COCO) OKS sigmas."""
+  ``sigmas`` replaces pycocotools' default (COCO) OKS sigmas; ``area_factor`` sets every GT
+  area to that factor x box w x h (the OCPose / CrowdPose OKS scale, 0.53)."""
   import contextlib
   import io
+  import json
 
   import numpy as np
   from pycocotools.coco import COCO
   from pycocotools.cocoeval import COCOeval
 
   with contextlib.redirect_stdout(io.StringIO()):
-    gt = COCO(gt_path)
+    if area_factor is None:
+      gt = COCO(gt_path)
+    else:
+      with open(gt_path) as f:
+        data = json.load(f)
+      for ann in data["annotations"]:
+        ann["area"] = ann["bbox"][2] * ann["bbox"][3] * area_factor
+      gt = COCO()
+      gt.dataset = data
+      gt.createIndex()
     coco_eval = COCOeval(gt, gt.loadRes(results), "keypoints")
     coco_eval.params.useSegm = None
     if sigmas is not None:
@@ -69,6 +80,12 @@ def pycocotools_stats(gt_path: str, results, sigmas=None) -> list[float]:
     coco_eval.accumulate()
     coco_eval.summarize()
   return [float(v) for v in coco_eval.stats]
+
+
+def pycocotools_limb_sigmas() -> list[float]:
+  """pycocotools' own COCO sigmas of the 12 limb joints (shoulders .. ankles, COCO ids 5-16)."""
+  from pycocotools.cocoeval import Params
+  return [float(s) for s in Params(iouType="keypoints").kpt_oks_sigmas[5:]]
 
 
 def load_oracle(name: str):

@@ -11,15 +11,26 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT, load_oracle, pycocotools_stats
+from conftest import REPO_ROOT, load_oracle, pycocotools_limb_sigmas, pycocotools_stats
 from mipnet_jax.core.meta import get_meta
 from mipnet_jax.eval.candidates import load_candidates
 from mipnet_jax.eval.postprocess import Kept, coco_results
 
 SCRIPT = REPO_ROOT / "scripts" / "compare_baseline.py"
-SPLITS = ("synthetic_val", "synthetic_val_pairs")
+SPLITS = ("synthetic_val", "synthetic_val_pairs", "synthetic_val_shared",
+          "synthetic_val_shared_tight")
 ANNOTATIONS = {"synthetic_val": "person_keypoints_val.json",
-               "synthetic_val_pairs": "person_keypoints_val_pairs.json"}
+               "synthetic_val_pairs": "person_keypoints_val_pairs.json",
+               "synthetic_val_shared": "person_keypoints_val_shared.json",
+               "synthetic_val_shared_tight": "person_keypoints_val_shared.json"}
+# The shared splits: the model's 17 joints scored on the 12 limbs, OKS area 0.53 x box area.
+BOXES = {"synthetic_val_shared_tight": "gttight"}
+
+
+def oracle_stats(split: str, gt: str, results) -> list[float]:
+  if "shared" in split:
+    return pycocotools_stats(gt, results, pycocotools_limb_sigmas(), area_factor=0.53)
+  return pycocotools_stats(gt, results)
 COCO_KEYS = ("AP", "AP50", "AP75", "APM", "APL", "AR", "AR50", "AR75", "ARM", "ARL")
 REF = load_oracle("reference_postprocess")
 
@@ -71,20 +82,20 @@ def test_reported_metrics_are_pycocotools_on_the_runs_results(compared):
   rows = {r["model"]: r for r in data["rows"]}
   for run, n, row in (("baseline", 1, "baseline (HRNet)"), ("mipnet", 2, "MIPNet, merged")):
     for split in SPLITS:
-      tag = f"{split}_gt_N{n}_merged"
+      tag = f"{split}_{BOXES.get(split, 'gt')}_N{n}_merged"
       stamp = json.loads((out / run / "eval" / "step_3" / f"metrics_{tag}.json").read_text())
       assert stamp["protocol"]["weights"] == "training step 3"
       results = out / run / "eval" / "step_3" / f"results_{tag}.json"
       gt = str(data_root / "annotations" / ANNOTATIONS[split])
-      want = dict(zip(COCO_KEYS, pycocotools_stats(gt, str(results))))
+      want = dict(zip(COCO_KEYS, oracle_stats(split, gt, str(results))))
       assert data["runs"][run]["evals"][split]["metrics"] == want == stamp["metrics"]
       assert rows[row][split] == {k: want[k] for k in ("AP", "AP50", "AR")}
 
 
-def reference_results(c, keep_lambda) -> list[dict]:
+def reference_results(c, keep_lambda, sigmas) -> list[dict]:
   """The reference post-processing loop on candidates ``c`` -> COCO results."""
   kept, scores = REF.reference_postprocess(c.keypoints, c.box_score, c.area, c.image_id, c.lam,
-                                           get_meta("synthetic").sigmas, gamma=0.9,
+                                           sigmas, gamma=0.9,
                                            gamma_mode="power", keep_lambda=keep_lambda)
   return coco_results(c, Kept(np.array(kept, np.int64), np.array(scores)))
 
@@ -98,13 +109,17 @@ def test_lambda0_row_is_lambda0_alone_of_the_saved_candidates(compared):
   row = next(r for r in data["rows"] if r["model"] == "MIPNet, lambda=0 only")
   for split in SPLITS:
     folder = out / "mipnet" / "eval" / "step_3"
-    c = load_candidates(str(folder / f"candidates_{split}_gt_N2_merged.npz"))
+    tag = f"{split}_{BOXES.get(split, 'gt')}_N2_merged"
+    c = load_candidates(str(folder / f"candidates_{tag}.npz"))
     np.testing.assert_array_equal(c.lam, np.tile([0, 1], len(c) // 2))
-    merged = json.loads((folder / f"results_{split}_gt_N2_merged.json").read_text())
-    assert merged == json.loads(json.dumps(reference_results(c, None)))
-    results = reference_results(c, 0)
-    want = dict(zip(COCO_KEYS, pycocotools_stats(
-        str(data_root / "annotations" / ANNOTATIONS[split]), results)))
+    # The shared splits' candidates hold the 12 limb joints only.
+    sigmas = pycocotools_limb_sigmas() if "shared" in split else get_meta("coco").sigmas
+    assert c.keypoints.shape[1] == len(sigmas)
+    merged = json.loads((folder / f"results_{tag}.json").read_text())
+    assert merged == json.loads(json.dumps(reference_results(c, None, sigmas)))
+    results = reference_results(c, 0, sigmas)
+    want = dict(zip(COCO_KEYS, oracle_stats(
+        split, str(data_root / "annotations" / ANNOTATIONS[split]), results)))
     assert data["runs"]["mipnet"]["evals"][split]["metrics_lambda0"] == want
     assert row[split] == {k: want[k] for k in ("AP", "AP50", "AR")}
 

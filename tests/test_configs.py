@@ -41,7 +41,7 @@ ARCH = {"hrnet_w32": ("hrnet", dict(width=32)), "hrnet_w48": ("hrnet", dict(widt
         "sbl_r152": ("simple_baseline", dict(depth=152))}
 EVAL_SPLITS = {"coco": {"coco_val", "coco_test_dev", "ochuman_val", "ochuman_test",
                         "ocpose_test"},
-               "crowdpose": {"crowdpose_val", "crowdpose_test"},
+               "crowdpose": {"crowdpose_val", "crowdpose_test"}, "custom": {"custom_val"},
                "synthetic": {"synthetic_val", "synthetic_val_pairs", "synthetic_val_shared",
                              "synthetic_val_shared_tight"}}
 
@@ -55,7 +55,8 @@ def parse_name(name: str) -> tuple[str, str, str]:
 
 def test_every_paper_row_has_a_config():
   assert set(TABLE2 + TABLE5) <= set(CONFIGS)
-  assert set(CONFIGS) == set(TABLE2 + TABLE5) | {"hrnet_w32_synthetic_256x192"}
+  assert set(CONFIGS) == set(TABLE2 + TABLE5) | {"hrnet_w32_synthetic_256x192",
+                                                 "hrnet_w32_custom_256x192"}
 
 
 @pytest.mark.parametrize("name", CONFIGS)
@@ -77,7 +78,7 @@ def test_config_holds_the_reference_values(load_config, name):
   assert (cfg.data.batch_size, cfg.data.flip) == (128, True)
   assert (cfg.optim.name, cfg.optim.learning_rate, cfg.optim.weight_decay) == ("adam", 1e-3, 0.0)
   assert cfg.model.name == family and all(cfg.model[k] == v for k, v in fields.items())
-  assert cfg.model.num_keypoints == (14 if dataset == "crowdpose" else 17)
+  assert cfg.model.num_keypoints == {"crowdpose": 14, "custom": 5}.get(dataset, 17)
   # MIPNet: N = 2, MIMBs after stages 3 and 4 (the authors' SE_MODULES), reduction 4.
   assert cfg.num_instances == 2 and load_config(name, "baseline").num_instances == 1
   assert (tuple(cfg.model.mimb_slots), cfg.model.mimb_reduce) == (

@@ -77,6 +77,15 @@ def _number_list(ann: dict, field: str, length: int, where: str) -> np.ndarray:
   return arr
 
 
+def _check_joint_count(ann: dict, meta: DatasetMeta, where: str) -> None:
+  """A keypoint list of another length than the declared joints: one line with both counts."""
+  value = ann.get("keypoints")
+  if isinstance(value, list) and len(value) != 3 * meta.num_keypoints:
+    got = f"{len(value) // 3} joints" if len(value) % 3 == 0 else f"{len(value)} values"
+    raise AnnotationError(f"{where}: field 'keypoints' holds {got}, but {meta.name} declares "
+                          f"{meta.num_keypoints} ({', '.join(meta.keypoint_names)})")
+
+
 def clean_box(box: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray | None:
   """The reference's box cleaning; None when nothing of the box is left."""
   x, y, w, h = box
@@ -145,6 +154,7 @@ def load_person_records(ann_path: str, meta: DatasetMeta, image_dir: str,
     if ann.get("iscrowd", 0):
       report.skipped["crowd"] += 1
       continue
+    _check_joint_count(ann, meta, where)
     kpts = _number_list(ann, "keypoints", 3 * meta.num_keypoints, where).reshape(-1, 3)
     box = _number_list(ann, "bbox", 4, where)
     img = images[ann["image_id"]]

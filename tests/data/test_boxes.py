@@ -73,3 +73,35 @@ def test_counted_skips(tmp_path):
 def test_bad_detection_files_are_named(tmp_path, dets, match):
   with pytest.raises(coco_format.AnnotationError, match=match):
     boxes.load_detections(*_write(tmp_path, dets), "imgs", INPUT_HW)
+
+
+def test_tight_boxes_by_hand(tmp_path):
+  """gt_tight: the labelled joints' extent + 10% of it per side, sides >= 8 px, clipped; a
+  person without labelled joints is skipped and counted."""
+  k = np.zeros((17, 3))
+  k[0] = [20, 30, 2]
+  k[5] = [60, 130, 1]
+  k[9] = [0, 0, 0]                              # unlabelled: ignored even at (0, 0)
+  one = np.zeros((17, 3))
+  one[3] = [50, 52, 2]
+  edge = np.zeros((17, 3))
+  edge[1], edge[2] = [2, 50, 2], [78, 51, 2]    # extent 76 x 1: pads to x -5.6..85.6, clipped
+  anns = [dict(id=i + 1, image_id=1, category_id=1, iscrowd=0, bbox=[0, 0, 80, 150],
+               keypoints=kp.ravel().tolist())
+          for i, kp in enumerate((k, one, edge, np.zeros((17, 3))))]
+  path = tmp_path / "a.json"
+  path.write_text(json.dumps(dict(images=[dict(id=1, file_name="a.jpg", height=150, width=80)],
+                                  annotations=anns, categories=[])))
+  records, report = coco_format.load_person_records(str(path), meta.COCO, "", INPUT_HW)
+  assert dict(report.skipped) == {"no labelled keypoint": 1}
+  tight = boxes.tight_boxes(records, INPUT_HW)
+  assert [b.source_id for b in tight] == [1, 2, 3] and {b.score for b in tight} == {1.0}
+  # 1: x 20..60 (w 40) -> 16..64; y 30..130 (h 100) -> 20..140.
+  # 2: one joint at (50, 52): 8 x 8 around it.
+  # 3: x 2..78 -> 0..79 (clipped at W - 1); y 50..51 (h 1) -> 49.9..51.1, widened to 8.
+  want = [[16, 20, 48, 120], [46, 48, 8, 8], [0, 46.5, 79, 8]]
+  np.testing.assert_allclose([b.box for b in tight], want, rtol=0, atol=1e-4)
+  for b in tight:
+    c, s = geometry.box_to_center_scale(b.box, INPUT_HW)
+    np.testing.assert_array_equal(b.center, c)
+    np.testing.assert_array_equal(b.scale, s)

@@ -57,7 +57,11 @@ def _ann(**kw):
 
 
 @pytest.mark.parametrize("ann,message", [
-    (_ann(keypoints=[1, 2, 2] * 16), "annotation 7: field 'keypoints' must hold 51 numbers, got 48"),
+    (_ann(keypoints=[1, 2, 2] * 16), "annotation 7: field 'keypoints' holds 16 joints, but coco "
+                                     "declares 17 (nose, left_eye, "),
+    (_ann(keypoints=[1, 2, 2] * 16 + [1]), "annotation 7: field 'keypoints' holds 49 values, "
+                                           "but coco declares 17"),
+    (_ann(keypoints="x"), "annotation 7: field 'keypoints' must hold 51 numbers, got 'str'"),
     (_ann(bbox=[1, 2, float("nan"), 4]), "annotation 7: field 'bbox' holds NaN"),
     (_ann(image_id=99), "annotation 7: field 'image_id' 99 names no image"),
 ])

@@ -8,6 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
+from mipnet_jax.core import meta
+from mipnet_jax.data import coco_format
 from mipnet_jax.data import synthetic
 from mipnet_jax.data import synthetic_scene as scene
 from mipnet_jax.data.coco_format import count_multi_instance, load_person_records
@@ -37,8 +39,9 @@ def test_same_seed_same_bytes_other_seed_differs(small, tmp_path):
   synthetic.generate(str(tmp_path / "again"), seed=0, workers=1, **SMALL)
   synthetic.generate(str(tmp_path / "seed1"), seed=1, workers=1, **SMALL)
   base = _hashes(small)
-  # JPEGs, 2 annotation + 2 pairs-subset files, 2 detection + 2 pairs-subset files, manifest
-  assert len(base) == 20 + 5 + 4 + 4 + 1
+  # JPEGs, 2 annotation + 2 pairs-subset + 2 shared-box files, 2 detection + 2 pairs-subset
+  # files, manifest
+  assert len(base) == 20 + 5 + 6 + 4 + 1
   assert _hashes(tmp_path / "again") == base
   other = _hashes(tmp_path / "seed1")
   assert other.keys() == base.keys()
@@ -176,3 +179,33 @@ def test_detection_files_load_for_their_annotations(small, split):
     full = json.loads((small / "annotations" / f"person_detections_{base}.json").read_text())
     ids = {img["id"] for img in json.loads(ann.read_text())["images"]}
     assert dets == [d for d in full if d["image_id"] in ids]
+
+
+def test_shared_split_is_the_pairs_ocpose_style(small):
+  """Per pair image, exactly its last two people (the pair), both with the union of their
+  boxes, the 12 limb joints of their COCO keypoints and num_keypoints recounted."""
+  full = _annotations(small, "val")
+  shared = json.loads((small / "annotations" / "person_keypoints_val_shared.json").read_text())
+  pair_images = [img for img in full["images"] if img["scene"] == "pair"]
+  assert shared["images"] == pair_images and pair_images
+  assert shared["categories"][0]["keypoints"] == list(meta.JOINT_SETS["limbs"])
+  by_image = {}
+  for a in shared["annotations"]:
+    by_image.setdefault(a["image_id"], []).append(a)
+  assert sorted(by_image) == [img["id"] for img in pair_images]
+  for image_id, anns in by_image.items():
+    originals = [a for a in full["annotations"] if a["image_id"] == image_id][-2:]
+    assert [a["id"] for a in anns] == [a["id"] for a in originals]
+    x1 = min(a["bbox"][0] for a in originals)
+    y1 = min(a["bbox"][1] for a in originals)
+    x2 = max(a["bbox"][0] + a["bbox"][2] for a in originals)
+    y2 = max(a["bbox"][1] + a["bbox"][3] for a in originals)
+    for a, o in zip(anns, originals):
+      assert a["bbox"] == [x1, y1, x2 - x1, y2 - y1] and a["area"] == (x2 - x1) * (y2 - y1)
+      assert a["keypoints"] == o["keypoints"][15:]              # COCO joints 5..16
+      assert a["num_keypoints"] == sum(v > 0 for v in a["keypoints"][2::3])
+  # The repo's reader takes it with the OCPose joints (12 per person), skipping nothing.
+  ocpose = meta.build_meta("ocpose", meta.JOINT_SETS["limbs"])
+  records, report = coco_format.load_person_records(
+      str(small / "annotations" / "person_keypoints_val_shared.json"), ocpose, "", (256, 192))
+  assert len(records) == len(shared["annotations"]) and not report.skipped

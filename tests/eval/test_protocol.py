@@ -200,3 +200,55 @@ def test_split_names(config):
 def test_box_kinds_and_decodes():
   assert protocol_lib.BOX_KINDS == ("gt", "gt_tight", "detections")
   assert protocol_lib.DECODES == ("quarter", "dark")
+
+
+# ---- per-split options: boxes, joints, metric, area rule ------------------------------------
+
+def test_ocpose_split_scores_the_limbs_with_the_box_area(config):
+  p = make_protocol(config, "ocpose_test", "w")
+  assert (p.dataset, p.meta.name, p.metric, p.area_rule, p.max_dets) == (
+      "ocpose", "ocpose", "coco", "box_0.53", 20)
+  assert p.joints.names == p.meta.keypoint_names == COCO.keypoint_names[5:]
+  assert (p.joints.model_ids, p.joints.data_ids) == (tuple(range(5, 17)), tuple(range(12)))
+  assert p.joints.sigmas == COCO.sigmas[5:]
+  assert p.meta.flip_pairs == ((0, 1), (2, 3), (4, 5), (6, 7), (8, 9), (10, 11))
+  stamp = p.stamp()
+  assert (stamp["keypoints"], stamp["model_joints"], stamp["area_rule"], stamp["max_dets"]) == (
+      list(COCO.keypoint_names[5:]), list(range(5, 17)), "box_0.53", 20)
+  config.eval.boxes = "gt_tight"
+  assert make_protocol(config, "ocpose_test", "w").tag == "ocpose_test_gttight_N2_merged"
+
+
+def test_split_options_override_and_name_their_field(config):
+  config.eval_data.coco_val.boxes = "gt_tight"
+  p = make_protocol(config, "coco_val", "w")
+  assert (p.boxes, p.det_file, p.tag) == ("gt_tight", "", "coco_val_gttight_N2_merged")
+  config.eval_data.coco_val.update(boxes="tight", joints="limbs")
+  with pytest.raises(ValueError, match=r"^config.eval_data.coco_val.boxes must be one of gt, "
+                                       r"gt_tight, detections, got 'tight'$"):
+    make_protocol(config, "coco_val", "w")
+  config.eval_data.coco_val.boxes = ""
+  p = make_protocol(config, "coco_val", "w")
+  assert (p.boxes, p.joints.names) == ("gt", COCO.keypoint_names[5:])
+  for field, value, message in (
+      ("joints", "head,neck", "^config.eval_data.coco_val.joints: 'head' is not a joint of "
+                              "coco \\(nose, left_eye, "),
+      ("metric", "mpii", "^config.eval_data.coco_val.metric must be one of coco, crowdpose, got "
+                         "'mpii'$"),
+      ("area_rule", "segm", "^config.eval_data.coco_val.area_rule must be one of annotation, "
+                            "box_0.53, got 'segm'$")):
+    config.eval_data.coco_val.update(joints="", metric="", area_rule="")
+    config.eval_data.coco_val[field] = value
+    with pytest.raises(ValueError, match=message):
+      make_protocol(config, "coco_val", "w")
+
+
+def test_model_without_the_split_joints_names_the_missing_ones(config):
+  config.eval_data.coco_val.update(dataset="crowdpose")
+  with pytest.raises(ValueError, match=r"^config.eval_data.coco_val.joints: the coco model has "
+                                       r"no head, neck; evaluate on the common joints"):
+    make_protocol(config, "coco_val", "w")
+  config.eval_data.coco_val.joints = "limbs"
+  p = make_protocol(config, "coco_val", "w")
+  assert (p.metric, p.area_rule, p.joints.data_ids) == ("crowdpose", "box_0.53",
+                                                        tuple(range(12)))

@@ -123,9 +123,15 @@ def test_lambda0_mode_is_scored_from_the_same_candidates(evaluated):
                           f"{done.metrics_lambda0['AP']:.4f} (lambda=0 only, baseline-style)")
 
 
+def coco_protocol(split, annotations, num_instances, weights, spec) -> Protocol:
+  """A hand-built protocol of the COCO keypoints scored as they are (no subset)."""
+  return Protocol(split, "coco", annotations, "gt", "", num_instances, True, "quarter",
+                  (128, 96), weights, metric="coco", area_rule="annotation",
+                  joints=meta.joint_map(meta.COCO, meta.COCO), meta=meta.COCO, postprocess=spec)
+
+
 def test_no_boxes_give_empty_candidates():
-  protocol = Protocol("s", "coco", "a.json", "gt", "", 3, True, "quarter", (128, 96), "w",
-                      PostprocessSpec())
+  protocol = coco_protocol("s", "a.json", 3, "w", PostprocessSpec())
   empty = evaluate.predict_candidates(None, None, [], protocol, "rgb", 8, show_progress=False)
   assert len(empty) == 0 and empty.keypoints.shape == (0, 17, 3)
   assert evaluate.score_candidates(empty, protocol) == []
@@ -152,8 +158,8 @@ def test_no_box_above_min_box_score_scores_zero(coco_config, tmp_path):
 
 
 def hand_built(metrics_lambda0=None, keep_lambda=None) -> evaluate.EvalResult:
-  protocol = Protocol("coco_val", "coco", "/a/ann.json", "gt", "", 2, True, "quarter",
-                      (128, 96), "runs/x", PostprocessSpec(keep_lambda=keep_lambda))
+  protocol = coco_protocol("coco_val", "/a/ann.json", 2, "runs/x",
+                           PostprocessSpec(keep_lambda=keep_lambda))
   empty = Candidates(np.zeros((0, 17, 3)), np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0))
   return evaluate.EvalResult(protocol, {"AP": 0.5, "AR": 0.25},
                              {"boxes": 2, "candidates": 4, "results": 3,
@@ -175,6 +181,13 @@ def test_eval_result_text():
       "  decode: quarter",
       "  input_hw: (128, 96)",
       "  weights: runs/x",
+      "  metric: coco",
+      "  area_rule: annotation",
+      "  max_dets: 20",
+      f"  keypoints: {list(meta.COCO.keypoint_names)}",
+      f"  model_joints: {list(range(17))}",
+      f"  data_joints: {list(range(17))}",
+      f"  sigmas: {list(meta.COCO.sigmas)}",
       "  gamma: 0.9",
       "  gamma_mode: power",
       "  in_vis_thre: 0.2",
@@ -195,3 +208,20 @@ def test_eval_result_text():
   single = hand_built(keep_lambda=1)
   assert single.brief() == "  coco_val: AP 0.5000 (lambda1, N=2)"
   assert single.table().splitlines()[0] == "coco_val (coco), coco_val_gt_N2_lambda1"
+
+
+def test_gt_tight_protocol_loads_the_boxes_of_the_labelled_joints(coco_config):
+  coco_config.eval.boxes = "gt_tight"
+  protocol = make_protocol(coco_config, "coco_val", "w")
+  found, report = evaluate.load_boxes(coco_config, protocol)
+  records, _ = coco_format.load_person_records(protocol.annotations, meta.COCO, "", (128, 96))
+  assert report.endswith("(tight boxes)") and len(found) == len(records) == 12
+  for box, r in zip(found, records):
+    xy = r.keypoints[r.keypoints[:, 2] > 0, :2]
+    lo, hi = xy.min(0), xy.max(0)
+    pad = np.maximum(0.1 * (hi - lo), (8 - 1.2 * (hi - lo)) / 2)
+    h, w = r.image_hw
+    want = np.concatenate([np.maximum(lo - pad, 0), np.minimum(hi + pad, [w - 1, h - 1])])
+    np.testing.assert_allclose(np.concatenate([box.box[:2], box.box[:2] + box.box[2:]]), want,
+                               atol=1e-3)
+    assert box.source_id == r.ann_id and not np.array_equal(box.box, r.box)

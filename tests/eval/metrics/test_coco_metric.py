@@ -2,13 +2,14 @@
 pycocotools run directly, a hand-computed shifted prediction, empty predictions, and the
 ground-truth check's one-line errors."""
 
+import json
 import logging
 
 import numpy as np
 import pytest
 
-from conftest import pycocotools_stats
-from mipnet_jax.core.meta import get_meta
+from conftest import pycocotools_limb_sigmas, pycocotools_stats
+from mipnet_jax.core.meta import COCO, get_meta, joint_map
 from mipnet_jax.eval.metrics import AnnotationError, CocoMetric
 from mipnet_jax.eval.metrics.coco import COCO_METRICS
 from mipnet_jax.eval.metrics.results import load_results_file
@@ -75,3 +76,37 @@ def test_ground_truth_of_another_dataset_is_a_one_line_error(shared_data):
   assert "\n" not in message
   assert message == (f"{shared_data / CROWD_VAL}: annotation 165388: field 'keypoints' has "
                      "42 values, expected 51 (3 x 17 keypoints of coco)")
+
+
+# ---- Joint subset and area rule (supplementary Table 12's protocol) ---------------------
+
+
+def test_subset_and_box_area_by_hand_and_pycocotools(tmp_path):
+  """17-joint ground truth scored on the 12 limbs with area 0.53 x box: OKS by hand over the
+  limbs only (the face joints of the prediction are far off and must not count), and every
+  metric equal to pycocotools run directly on the hand-reduced ground truth."""
+  joints = joint_map(COCO, COCO, "limbs")
+  shift, area = 8.0, 0.53 * 100 * 200
+  oks = hand_oks(shift, pycocotools_limb_sigmas(), area)
+  assert np.sum(THRESHOLDS <= oks) == 8      # matched at .50 ... .85
+  metric = CocoMetric(coco_scene(), "coco", joints=joints, area_rule="box_0.53")
+  moved = pose(17, 300, 0)
+  moved[:, 0] += shift
+  moved[:5, :2] += 100.0                    # nose, eyes, ears: not evaluated
+  preds = [result(7, pose(17, 0, 0)[5:], 0.9), result(7, moved[5:], 0.8)]
+  metric.add(preds)
+  metrics = metric.compute()
+  assert metrics["AP"] == pytest.approx(expected_ap(oks, 0.5), abs=1e-12)
+  # The independent path: the 12 limb joints cut by hand, area set by hand, pycocotools.
+  scene = coco_scene()
+  for ann in scene["annotations"]:
+    ann["keypoints"] = ann["keypoints"][15:]
+    ann["num_keypoints"] = 12
+    ann["area"] = ann["bbox"][2] * ann["bbox"][3] * 0.53
+  gt = tmp_path / "gt12.json"
+  gt.write_text(json.dumps(scene))
+  assert list(metrics.values()) == pycocotools_stats(str(gt), preds, pycocotools_limb_sigmas())
+  # Predictions must hold the 12 evaluated joints.
+  with pytest.raises(ValueError, match=r"field 'keypoints' has 51 values, expected 36 "
+                                       r"\(3 x 12 keypoints"):
+    metric.add([result(7, pose(17, 0, 0), 0.9)])

@@ -4,8 +4,10 @@ every protocol, and ``evaluate_file`` end to end (results file in, metrics out).
 import json
 import logging
 
+import numpy as np
 import pytest
 
+from mipnet_jax.core.meta import COCO, JOINT_SETS, get_meta, joint_map
 from mipnet_jax.eval import metrics as metrics_lib
 from mipnet_jax.eval.metrics import (
     COCO_METRICS,
@@ -91,3 +93,31 @@ def test_empty_results_file_warns_and_scores_zero(shared_data, tmp_path, caplog)
     metrics = evaluate_file("crowdpose", str(shared_data / CROWD_VAL), str(empty))
   assert metrics == dict.fromkeys(CROWDPOSE_METRICS, 0.0)
   assert "no predictions" in caplog.text
+
+
+@pytest.mark.parametrize("dataset,rel,metric_name", [
+    ("coco", COCO_FILE, "coco"), ("ochuman", "ochuman/test_ochuman.json", "coco"),
+    ("crowdpose", "crowdpose/test_crowdpose.json", "crowdpose"),
+    ("crowdpose", "crowdpose/test_crowdpose.json", "coco")])
+def test_ground_truth_on_the_common_joints_scores_one(shared_data, dataset, rel, metric_name):
+  """A COCO model's 17 joints scored on a dataset's 12 limb joints (COCO -> the limbs, COCO
+  -> CrowdPose's shared joints): the ground truth's own limb joints, fed back, score 1 with
+  either area rule."""
+  data_meta = get_meta(dataset)
+  joints = joint_map(COCO, data_meta, "limbs")
+  assert joints.names == JOINT_SETS["limbs"]
+  assert joints.model_ids == tuple(range(5, 17))
+  assert joints.data_ids == (tuple(range(5, 17)) if dataset != "crowdpose" else tuple(range(12)))
+  data = json.loads((shared_data / rel).read_text())
+  for area_rule in ("annotation", "box_0.53") if metric_name == "coco" else ("box_0.53",):
+    if area_rule == "annotation" and dataset == "crowdpose":
+      continue                                   # CrowdPose files have no area field
+    metric = make_metric(data_meta, str(shared_data / rel), metric=metric_name, joints=joints,
+                         area_rule=area_rule)
+    ids = np.array(joints.data_ids)
+    results = [dict(r, keypoints=np.reshape(r["keypoints"], (-1, 3))[ids].ravel().tolist())
+               for r in gt_as_results(data, lambda a: max(
+                   np.reshape(a["keypoints"], (-1, 3))[ids, 2]) > 0)]
+    metric.add(results)
+    metrics = metric.compute()
+    assert metrics["AP"] == metrics["AR"] == 1.0, (area_rule, metrics)
