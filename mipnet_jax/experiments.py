@@ -120,6 +120,9 @@ EVALS = {
         # tight boxes of the joints); the model's 17 COCO joints scored on the 12 limbs.
         "ocpose_test": eval_split("ocpose", "annotations/ocpose_test.json", "images",
                                   root="data/ocpose", **OCPOSE_PROTOCOL),
+        # A COCO model on CrowdPose's 12 joints shared with COCO (its protocol otherwise).
+        "crowdpose_test": eval_split("crowdpose", "json/crowdpose_test.json", "images",
+                                     root="data/crowdpose", joints="limbs"),
     },
     "crowdpose": {
         "crowdpose_val": eval_split("crowdpose", "json/crowdpose_val.json", "images"),

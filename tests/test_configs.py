@@ -40,7 +40,7 @@ ARCH = {"hrnet_w32": ("hrnet", dict(width=32)), "hrnet_w48": ("hrnet", dict(widt
         "sbl_r101": ("simple_baseline", dict(depth=101)),
         "sbl_r152": ("simple_baseline", dict(depth=152))}
 EVAL_SPLITS = {"coco": {"coco_val", "coco_test_dev", "ochuman_val", "ochuman_test",
-                        "ocpose_test"},
+                        "ocpose_test", "crowdpose_test"},
                "crowdpose": {"crowdpose_val", "crowdpose_test"}, "custom": {"custom_val"},
                "synthetic": {"synthetic_val", "synthetic_val_pairs", "synthetic_val_shared",
                              "synthetic_val_shared_tight"}}

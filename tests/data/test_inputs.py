@@ -63,4 +63,5 @@ def test_missing_raw_files_name_the_expected_path(load_config, tmp_path):
     inputs.train_input(c)
   reports, errors = inputs.data_report(c)
   assert not reports and set(errors) == {"train", "val", "coco_val", "coco_test_dev",
-                                         "ochuman_val", "ochuman_test", "ocpose_test"}
+                                         "ochuman_val", "ochuman_test", "ocpose_test",
+                                         "crowdpose_test"}

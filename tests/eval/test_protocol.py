@@ -153,7 +153,7 @@ def test_protocol_errors_name_the_field(config):
   config.eval.keep_lambda = -1
   with pytest.raises(ValueError, match=r"^config.eval.splits: 'nope' is not in "
                                        r"config.eval_data \(coco_test_dev, coco_val, "
-                                       r"ochuman_test, ochuman_val, ocpose_test\)$"):
+                                       r"crowdpose_test, ochuman_test, ochuman_val, ocpose_test\)$"):
     make_protocol(config, "nope", "x")
   config.eval.boxes = "detector"
   with pytest.raises(ValueError, match="^config.eval.boxes must be one of gt, gt_tight, "
@@ -187,8 +187,8 @@ def test_split_names(config):
   with pytest.raises(ValueError) as info:
     split_names(config)
   assert str(info.value) == ("config.eval.splits: 'nope' is not in config.eval_data "
-                             "(coco_test_dev, coco_val, ochuman_test, ochuman_val, "
-                             "ocpose_test)")
+                             "(coco_test_dev, coco_val, crowdpose_test, ochuman_test, "
+                             "ochuman_val, ocpose_test)")
   for empty in ("", " , "):
     config.eval.splits = empty
     with pytest.raises(ValueError) as info:
@@ -252,3 +252,9 @@ def test_model_without_the_split_joints_names_the_missing_ones(config):
   p = make_protocol(config, "coco_val", "w")
   assert (p.metric, p.area_rule, p.joints.data_ids) == ("crowdpose", "box_0.53",
                                                         tuple(range(12)))
+
+
+def test_coco_model_on_crowdpose_shared_joints(config):
+  p = make_protocol(config, "crowdpose_test", "w")
+  assert (p.meta.name, p.metric, p.area_rule) == ("crowdpose", "crowdpose", "box_0.53")
+  assert p.joints.names == COCO.keypoint_names[5:] and p.joints.data_ids == tuple(range(12))
