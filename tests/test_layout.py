@@ -12,9 +12,10 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "mipnet_jax"
 # Stage of each top-level part of the package. A module may import modules of an earlier stage
 # and modules of its own part; parts of the same stage are peers and never import each other
 # (data/models; train/eval/interop: main hands the evaluators to the training loop).
+# experiments (the paper's configs) reads core's named joint sets.
 STAGES = {
-    "core": 0, "experiments": 0,
-    "data": 1, "checkpoints": 1,
+    "core": 0,
+    "experiments": 1, "data": 1, "checkpoints": 1,
     "models": 2,
     "train": 3, "eval": 3, "interop": 3,
     "serve": 4,

@@ -102,9 +102,9 @@ def shared_box_annotations(images: list[dict], annotations: list[dict]
                          keypoints=[float(k) if c < 2 else int(k) for row in kpts
                                     for c, k in enumerate(row)],
                          num_keypoints=int((kpts[:, 2] > 0).sum())))
-  skeleton = [[limbs.index(COCO.keypoint_names[a - 1]) + 1, limbs.index(COCO.keypoint_names[b - 1]) + 1]
-              for a, b in SKELETON if COCO.keypoint_names[a - 1] in limbs
-              and COCO.keypoint_names[b - 1] in limbs]
+  names = [(COCO.keypoint_names[a - 1], COCO.keypoint_names[b - 1]) for a, b in SKELETON]
+  skeleton = [[limbs.index(a) + 1, limbs.index(b) + 1] for a, b in names
+              if a in limbs and b in limbs]
   categories = [dict(supercategory="person", id=1, name="person", keypoints=list(limbs),
                      skeleton=skeleton)]
   return pair_images, shared, categories

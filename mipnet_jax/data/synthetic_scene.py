@@ -4,8 +4,9 @@ A person is an articulated stick-and-blob figure with the 17 COCO joints, facing
 limbs (the person's left, the image's right) a lighter shade of the person's colour, right limbs
 a darker one. A scene is a list of people, back to front: a "pair" (a back person B partly
 covered by a front person A, box IoU within PAIR_IOU, A shifted sideways by PAIR_SHIFT of B's
-width, so that each box holds most of the other person as in OCHuman), a loose "crowd" of 3-5 or a "single" person. A joint outside the image has v=0, one
-under a person drawn in front v=1, otherwise v=2. Points are (x, y), sizes (h, w).
+width, so that each box holds most of the other person as in OCHuman), a loose "crowd" of 3-5
+or a "single" person. A joint outside the image has v=0, one under a person drawn in front
+v=1, otherwise v=2. Points are (x, y), sizes (h, w).
 """
 
 from __future__ import annotations
