@@ -118,3 +118,10 @@ def test_unknown_dataset_without_joints_names_the_block(config):
                                        r"joints in config.data.keypoints.names$"):
     inputs.model_meta(config)
 
+
+
+def test_declared_joints_survive_the_bundle_config(config):
+  """An exported bundle stores the config as JSON; Predictor.from_bundle rebuilds the meta
+  from that dict (lists for tuples) through the same function."""
+  as_json = json.loads(json.dumps(config.to_dict()))
+  assert inputs.model_meta(as_json) == inputs.model_meta(config)
