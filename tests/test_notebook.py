@@ -12,33 +12,55 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from conftest import REPO_ROOT, load_oracle, pycocotools_stats, tiny_checkpoint
+from conftest import (REPO_ROOT, load_oracle, pycocotools_limb_sigmas, pycocotools_stats,
+                      tiny_checkpoint)
 
 NOTEBOOK = REPO_ROOT / "notebooks" / "mipnet_jax_tour.ipynb"
-TAGS = ("install", "parameters", "train", "export", "ap-table", "predictions", "sweep")
+TAGS = ("install", "parameters", "train", "export", "ap-table", "predictions", "shared-box",
+        "sweep")
 TRAIN_STEPS = 4
 NUM_SHOW = 2
-SPLITS = ("synthetic_val", "synthetic_val_pairs")
+SPLITS = ("synthetic_val", "synthetic_val_pairs", "synthetic_val_shared",
+          "synthetic_val_shared_tight")
 ROWS = ("baseline HRNet (N=1)", "MIPNet (N=2), merged", "MIPNet (N=2), λ=0 only")
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
 REF = load_oracle("reference_postprocess")
 ANNOTATIONS = {"synthetic_val": "person_keypoints_val.json",
-               "synthetic_val_pairs": "person_keypoints_val_pairs.json"}
+               "synthetic_val_pairs": "person_keypoints_val_pairs.json",
+               "synthetic_val_shared": "person_keypoints_val_shared.json",
+               "synthetic_val_shared_tight": "person_keypoints_val_shared.json"}
+# The box kind in each split's output file names (the tight split: eval_data boxes=gt_tight).
+BOXES = {"synthetic_val_shared_tight": "gttight"}
+# The model's joints (COCO order) scored on the shared splits: the 12 limbs, COCO ids 5-16,
+# the shared annotations' joints 0-11 in that order.
+LIMBS = list(range(5, 17))
 
 
-def reference_results(candidates, keep_lambda=None, min_box_score=None) -> list[dict]:
+def output_tag(split: str, n: int) -> str:
+  return f"{split}_{BOXES.get(split, 'gt')}_N{n}_merged"
+
+
+def split_sigmas(split: str) -> list[float]:
+  """The OKS sigmas of a split's evaluated joints: pycocotools' own limb sigmas for the shared
+  splits (their candidates and results hold the 12 limbs), else the synthetic (COCO) ones."""
+  from mipnet_jax.core.meta import get_meta
+  return pycocotools_limb_sigmas() if "shared" in split else list(get_meta("synthetic").sigmas)
+
+
+def reference_results(candidates, keep_lambda=None, min_box_score=None,
+                      split: str = "synthetic_val") -> list[dict]:
   """COCO results of saved candidates by an independent path: the reference post-processing
-  loop (gamma 0.9 power, OKS-NMS 0.9) on the candidates of boxes >= ``min_box_score``."""
+  loop (gamma 0.9 power, OKS-NMS 0.9 with ``split``'s sigmas) on the candidates of boxes >=
+  ``min_box_score``."""
   import numpy as np
 
-  from mipnet_jax.core.meta import get_meta
   c = candidates
   if min_box_score is not None:
     c = c.take(np.flatnonzero(c.box_score >= min_box_score))
   rows, scores = REF.reference_postprocess(c.keypoints, c.box_score, c.area, c.image_id, c.lam,
-                                           get_meta("synthetic").sigmas, gamma=0.9,
+                                           split_sigmas(split), gamma=0.9,
                                            gamma_mode="power", keep_lambda=keep_lambda)
   return [{"image_id": int(c.image_id[r]), "category_id": 1,
            "keypoints": c.keypoints[r].astype(np.float64).ravel().tolist(), "score": s}
@@ -46,13 +68,14 @@ def reference_results(candidates, keep_lambda=None, min_box_score=None) -> list[
 
 
 def reference_ap(data_root, split: str, candidates, keep_lambda=None, min_box_score=None):
-  """AP of ``reference_results`` by pycocotools with the dataset's sigmas (0 for none)."""
-  from mipnet_jax.core.meta import get_meta
-  results = reference_results(candidates, keep_lambda, min_box_score)
+  """AP of ``reference_results`` by pycocotools with the split's sigmas (0 for none); the
+  shared splits as OCPose: the 12 limbs, GT area 0.53 x box w x h."""
+  results = reference_results(candidates, keep_lambda, min_box_score, split)
   if not results:
     return 0.0
-  return pycocotools_stats(str(data_root / "annotations" / ANNOTATIONS[split]), results,
-                           get_meta("synthetic").sigmas)[0]
+  gt = str(data_root / "annotations" / ANNOTATIONS[split])
+  return pycocotools_stats(gt, results, split_sigmas(split),
+                           area_factor=0.53 if "shared" in split else None)[0]
 
 
 def read_notebook():
@@ -170,6 +193,8 @@ def test_the_exported_bundle_gives_the_in_process_poses(executed):
 
 
 def test_the_ap_table_has_every_model_and_split(executed):
+  import numpy as np
+
   from mipnet_jax.eval.candidates import load_candidates
   _, cells, workdir, data_root, _ = executed
   tables = [o.data["text/markdown"] for o in outputs(cells["ap-table"], "display_data")]
@@ -185,22 +210,34 @@ def test_the_ap_table_has_every_model_and_split(executed):
   # against the reference loop too, so the check does not rest on zeros alone.)
   want = {}
   for row, name, n in zip(ROWS[:2], ("baseline", "mipnet"), (1, 2)):
-    metrics = {s: json.loads((workdir / name / "eval" / f"metrics_{s}_gt_N{n}_merged.json"
+    metrics = {s: json.loads((workdir / name / "eval" / f"metrics_{output_tag(s, n)}.json"
                               ).read_text())["metrics"] for s in SPLITS}
     want[row] = [f"{metrics[s][c]:.4f}" for s in SPLITS for c in ("AP", "AP50", "AR")]
   assert [r[1:] for r in rows[:2]] == [want[ROWS[0]], want[ROWS[1]]]
+  mipnet_candidates = {}
+  # The shared splits hold the 12 limb joints; the tight one is scored on other boxes than
+  # the relaxed one (same people, same annotation file).
   for i, split in enumerate(SPLITS):
-    c = load_candidates(str(workdir / "mipnet" / "eval" /
-                            f"candidates_{split}_gt_N2_merged.npz"))
-    assert rows[2][1 + 3 * i] == f"{reference_ap(data_root, split, c, keep_lambda=0):.4f}"
-    assert rows[1][1 + 3 * i] == f"{reference_ap(data_root, split, c):.4f}"
-    assert json.loads((workdir / "mipnet" / "eval" / f"results_{split}_gt_N2_merged.json"
-                       ).read_text()) == reference_results(c)
-    c = load_candidates(str(workdir / "baseline" / "eval" /
-                            f"candidates_{split}_gt_N1_merged.npz"))
-    assert rows[0][1 + 3 * i] == f"{reference_ap(data_root, split, c):.4f}"
-    assert json.loads((workdir / "baseline" / "eval" / f"results_{split}_gt_N1_merged.json"
-                       ).read_text()) == reference_results(c)
+    for name, n, row in (("mipnet", 2, 1), ("baseline", 1, 0)):
+      folder = workdir / name / "eval"
+      c = load_candidates(str(folder / f"candidates_{output_tag(split, n)}.npz"))
+      assert c.keypoints.shape[1] == len(split_sigmas(split)) == (12 if "shared" in split
+                                                                  else 17)
+      assert rows[row][1 + 3 * i] == f"{reference_ap(data_root, split, c):.4f}"
+      assert json.loads((folder / f"results_{output_tag(split, n)}.json").read_text()
+                        ) == reference_results(c, split=split)
+      if name == "mipnet":
+        assert rows[2][1 + 3 * i] == (
+            f"{reference_ap(data_root, split, c, keep_lambda=0):.4f}")
+        mipnet_candidates[split] = c
+  # Relaxed: the two people of an image share one box, so one crop area per image; tight: the
+  # same people, each with a box of their own.
+  relaxed = mipnet_candidates["synthetic_val_shared"]
+  tight = mipnet_candidates["synthetic_val_shared_tight"]
+  assert len(relaxed) == len(tight) > 0
+  for image_id in set(relaxed.image_id.tolist()):
+    assert len(set(relaxed.area[relaxed.image_id == image_id].tolist())) == 1, image_id
+  assert not np.array_equal(relaxed.area, tight.area)
 
 
 def test_predictions_are_drawn(executed):
@@ -212,6 +249,76 @@ def test_predictions_are_drawn(executed):
   assert len(pngs) == 1 and pngs[0][:8] == PNG
   height, width = matplotlib.image.imread(io.BytesIO(pngs[0])).shape[:2]
   assert width > 600 and height > 300 * NUM_SHOW        # NUM_SHOW rows of 3 panels
+
+
+def shared_box_pick(data_root, bundle, baseline) -> tuple:
+  """The image the shared-box section shows, by an independent path: the first image (by id)
+  of the shared split whose two best bundle poses from the shared box lie nearest (mean
+  distance over the labelled limb joints) to two different annotated people, else the first;
+  -> (image id, people, baseline poses, MIPNet poses, MIPNet poses with lambda >= 1, two
+  different people)."""
+  import numpy as np
+
+  from mipnet_jax.data.image import read_image
+  gt = json.loads((data_root / "annotations" / ANNOTATIONS["synthetic_val_shared"]).read_text())
+  people = {}
+  for ann in gt["annotations"]:
+    people.setdefault(ann["image_id"], []).append(ann)
+  first = None
+  for im in sorted(gt["images"], key=lambda im: im["id"]):
+    anns = people.get(im["id"], [])
+    if not anns:
+      continue
+    assert len({tuple(a["bbox"]) for a in anns}) == 1, im["id"]   # one box for everybody
+    image = read_image(str(data_root / "images" / "val" / im["file_name"]))
+    box = np.array(anns[0]["bbox"], np.float32)[None]
+    poses, single = bundle(image, box), baseline(image, box)
+    nearest = set()
+    for pose in poses[:2]:
+      far = []
+      for a in anns:
+        k = np.array(a["keypoints"], np.float32).reshape(-1, 3)
+        seen = k[:, 2] > 0
+        far.append(np.hypot(*(pose.keypoints[LIMBS, :2][seen] - k[seen, :2]).T).mean()
+                   if seen.any() else np.inf)
+      nearest.add(int(np.argmin(far)))
+    found = (im["id"], len(anns), len(single), len(poses), sum(p.lam > 0 for p in poses),
+             len(poses) >= 2 and len(nearest) == 2)
+    if found[-1]:
+      return found
+    first = first or found
+  return first
+
+
+def test_one_shared_box_the_baseline_and_mipnet(executed):
+  import io
+
+  import matplotlib.image
+
+  from mipnet_jax import experiments
+  from mipnet_jax.serve.predictor import Predictor
+  _, cells, workdir, data_root, checkpoint = executed
+  out = stdout(cells["shared-box"])
+  found = re.fullmatch(r"image (\d+), one box shared by (\d+) people: baseline returned (\d+) "
+                       r"pose\(s\), MIPNet merged (\d+) \((\d+) with λ≥1\); (.+)\n", out)
+  assert found, out
+  *numbers, verdict = found.groups()
+  shown = tuple(int(x) for x in numbers) + (verdict == "two different people",)
+  assert verdict in ("two different people",
+                     "no image where MIPNet finds two different people: the first image")
+  # The same image, box and counts through the bundle and the baseline checkpoint here.
+  baseline = experiments.experiment("hrnet_w32", "synthetic", (256, 192), "quick,baseline")
+  want = shared_box_pick(data_root, Predictor.from_bundle(str(workdir / "bundle_mipnet")),
+                         Predictor.from_config(baseline, checkpoint))
+  assert shown == want
+  # Two people share the box; an N=1 network returns one pose from one box, N=2 one or two.
+  # (Two poses from one N=2 box are its lambda=0 and lambda=1; one may be either.)
+  assert shown[1] == 2 and shown[2] == 1 and shown[3] in (1, 2)
+  assert shown[4] == 1 if shown[3] == 2 else shown[4] <= 1
+  pngs = images(cells["shared-box"])
+  assert len(pngs) == 1 and pngs[0][:8] == PNG
+  height, width = matplotlib.image.imread(io.BytesIO(pngs[0])).shape[:2]
+  assert width > height > 200                             # two panels side by side
 
 
 def test_the_confidence_sweep_table_and_plot(executed):

@@ -127,21 +127,24 @@ def test_row_config_and_evaluation(load_config, row):
       assert protocol.boxes == config.eval.boxes
 
 
-def _model_specs() -> list[tuple[str, str]]:
-  """One (config, arg) per distinct network among the rows: the input size and the
-  schedule flags do not change the parameters, so only architecture, K and N matter."""
+def _model_specs() -> list[tuple[str, str, tuple]]:
+  """One (config, arg, model fields) per distinct network among the rows: the input size and
+  the schedule flags do not change the parameters, so only architecture, K, N and the config
+  column's model fields (Table 11) matter."""
   seen = {}
   for r in ROWS:
     arch = r.config.rsplit("_", 1)[0]                # e.g. hrnet_w48_coco
     n = re.search(r"n=(\d)", r.arg or "")
     n = "1" if "baseline" in (r.arg or "") else (n.group(1) if n else "2")
-    seen.setdefault((arch, n), (r.config, r.arg or ""))
+    fields = tuple(sorted(r.model.items()))
+    seen.setdefault((arch, n, fields), (r.config, r.arg or "", fields))
   return sorted(seen.values())
 
 
-@pytest.mark.parametrize("spec", _model_specs())
+@pytest.mark.parametrize("spec", _model_specs(), ids=lambda s: "-".join(
+    [s[0], s[1]] + [f"{k}={v}" for k, v in s[2]]))
 def test_row_model_builds(load_config, spec):
-  config = load_config(spec[0], spec[1] or None)
+  config = apply_overrides(load_config(spec[0], spec[1] or None), dict(spec[2]))
   model = build_model(config.model, config.num_instances)
   variables = abstract_variables(model, tuple(config.data.image_hw))
   assert jax.tree.leaves(variables["params"])
