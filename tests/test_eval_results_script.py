@@ -69,3 +69,35 @@ def test_bad_input_exits_non_zero_with_one_line(shared_data, tmp_path):
   assert proc.stderr.strip() == (
       f"eval_results.py: error: {path}: entry 3 (image_id {preds[3]['image_id']}): field "
       "'keypoints' has 39 values, expected 42 (3 x 14 keypoints of the dataset)")
+
+
+def test_other_joints_subset_and_area_rule(shared_data, tmp_path):
+  """An OCPose-style file (12 limb joints, declared with --keypoints limbs) and a COCO file
+  scored on its limbs (--joints limbs), both with the 0.53 box area: equal to pycocotools on
+  hand-cut ground truth; a bad joint name is one line."""
+  from conftest import pycocotools_limb_sigmas, pycocotools_stats
+  data = json.loads((shared_data / "coco" / "test_coco.json").read_text())
+  preds = json.loads((shared_data / "coco/xtcocoapi_examples/example_coco_preds.json").read_text())
+  limb_preds = [dict(p, keypoints=p["keypoints"][15:]) for p in preds]
+  for ann in data["annotations"]:
+    ann["keypoints"] = ann["keypoints"][15:]
+    ann["num_keypoints"] = sum(v > 0 for v in ann["keypoints"][2::3])
+  gt12, res12 = tmp_path / "gt12.json", tmp_path / "res12.json"
+  gt12.write_text(json.dumps(data))
+  res12.write_text(json.dumps(limb_preds))
+  want = pycocotools_stats(str(gt12), str(res12), pycocotools_limb_sigmas(), area_factor=0.53)
+  ocpose = run("--dataset", "ocpose", "--keypoints", "limbs", "--area_rule", "box_0.53",
+               "--annotations", str(gt12), "--results", str(res12))
+  subset = run("--dataset", "coco", "--joints", "limbs", "--area_rule", "box_0.53",
+               "--annotations", str(shared_data / "coco" / "test_coco.json"),
+               "--results", str(res12))
+  for proc in (ocpose, subset):
+    assert proc.returncode == 0, proc.stderr
+    assert list(json.loads(proc.stdout.strip().splitlines()[-1]).values()) == want
+  bad = run("--dataset", "coco", "--joints", "limbs,tail", "--annotations", str(gt12),
+            "--results", str(res12))
+  assert bad.returncode == 2 and bad.stderr.strip() == (
+      "eval_results.py: error: joints: 'tail' is not a joint of coco (nose, left_eye, "
+      "right_eye, left_ear, right_ear, left_shoulder, right_shoulder, left_elbow, right_elbow, "
+      "left_wrist, right_wrist, left_hip, right_hip, left_knee, right_knee, left_ankle, "
+      "right_ankle)")

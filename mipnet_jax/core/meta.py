@@ -152,6 +152,8 @@ def build_meta(name: str, keypoint_names, flip_pairs=(), sigmas=(), upper_body=(
   """
   where = where or f"dataset {name!r}"
   names = tuple(str(n) for n in keypoint_names)
+  if not names:
+    raise MetaError(f"{where}: no joints declared")
   if not sigmas:
     unknown = [n for n in names if n not in KNOWN_SIGMAS]
     if unknown:
@@ -202,10 +204,11 @@ class JointMap:
 def joint_map(model: DatasetMeta, data: DatasetMeta, joints: str = "") -> JointMap:
   """Pairs ``model``'s joints with ``data``'s by name.
 
-  ``joints``: "" = every joint of ``data`` (each must be a model joint); a ``JOINT_SETS``
-  name ("limbs"); or a comma list of joint names. Joints keep ``data``'s order.
+  ``joints``: "" = every joint of ``data`` (each must be a model joint), or a comma list of
+  joint names and ``JOINT_SETS`` names ("limbs", "limbs,nose"). Joints keep ``data``'s order.
   """
-  wanted = JOINT_SETS.get(joints) or tuple(j.strip() for j in joints.split(",") if j.strip())
+  wanted = tuple(name for item in joints.split(",") if item.strip()
+                 for name in JOINT_SETS.get(item.strip(), (item.strip(),)))
   if not wanted:
     wanted = data.keypoint_names
   for name in wanted:

@@ -38,13 +38,16 @@ def make_metric(dataset: str | DatasetMeta, annotations: str | dict, *, verbose:
                          area_rule=area_rule or None)
 
 
-def evaluate_file(dataset: str, annotations: str, results: str, *,
-                  verbose: bool = False) -> dict[str, float]:
-  """Metrics {name: value} of the COCO results file ``results`` against ``annotations``.
+def evaluate_file(dataset: str | DatasetMeta, annotations: str, results: str, *,
+                  verbose: bool = False, metric: str = "", joints: JointMap | None = None,
+                  area_rule: str = "") -> dict[str, float]:
+  """Metrics {name: value} of the COCO results file ``results`` against ``annotations``
+  (options as ``make_metric``'s).
 
   Bad input raises a one-line ``ResultsError`` / ``AnnotationError`` naming the file.
   """
-  metric = make_metric(dataset, annotations, verbose=verbose)
+  metric = make_metric(dataset, annotations, verbose=verbose, metric=metric, joints=joints,
+                       area_rule=area_rule)
   metric.add(load_results_file(results), source=results)
   return metric.compute()
 
