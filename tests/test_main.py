@@ -100,7 +100,7 @@ def test_config_errors_after_parsing_are_one_logged_line(tmp_path):
   assert done.returncode == 2 and done.stdout == ""
   assert last_line(done.stderr).endswith(
       "] ValueError: config.eval.splits: 'nope' is not in config.eval_data "
-      "(synthetic_val, synthetic_val_pairs)")
+      "(synthetic_val, synthetic_val_pairs, synthetic_val_shared, synthetic_val_shared_tight)")
   assert list(tmp_path.iterdir()) == []             # nothing loaded, nothing written
 
 
