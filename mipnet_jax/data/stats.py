@@ -74,11 +74,12 @@ def split_report(ann_path: str, dataset: str | meta_lib.DatasetMeta, image_dir: 
 
 def format_reports(reports: dict[str, dict]) -> str:
   """A table, one row per split, then skips and image problems."""
-  lines = [f"{'split':14} {'images':>7} {'boxes':>7} {'2+ people':>9} {'multi-inst':>10} "
+  w = max([14] + [len(name) for name in reports])
+  lines = [f"{'split':{w}} {'images':>7} {'boxes':>7} {'2+ people':>9} {'multi-inst':>10} "
            f"{'%':>6}  skipped"]
   for name, r in reports.items():
     skips = ", ".join(f"{k}: {v}" for k, v in r["skipped"].items()) or "none"
-    lines.append(f"{name:14} {r['images']:7d} {r['boxes']:7d} "
+    lines.append(f"{name:{w}} {r['images']:7d} {r['boxes']:7d} "
                  f"{r['boxes_in_images_with_2plus_people']:9d} {r['multi_instance_boxes']:10d} "
                  f"{100 * r['multi_instance_fraction']:6.2f}  {skips}")
   for name, r in reports.items():

@@ -105,3 +105,12 @@ def test_image_check_counts_each_problem(shared_data, tmp_path):
   assert check["errors"] == {"image file not found": 1, "truncated JPEG": 1,
                              "not a readable image": 1, "size differs from the annotation": 1}
   assert any(names[3] in m for m in check["first_errors"])
+
+
+def test_report_table_columns_line_up_with_long_split_names():
+  row = dict(images=3, boxes=5, boxes_in_images_with_2plus_people=4, multi_instance_boxes=2,
+             multi_instance_fraction=0.4, skipped={})
+  text = stats.format_reports({"val": row, "synthetic_val_shared_tight": row})
+  header, short, long = text.splitlines()[:3]
+  assert header.index("images") + len("images") == short.index("3") + 1 == long.index("3") + 1
+  assert long.startswith("synthetic_val_shared_tight       3       5")
