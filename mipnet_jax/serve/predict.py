@@ -8,12 +8,17 @@ order. Every detection must name a known image: one of ``--annotations`` (detect
 images outside ``--images`` are skipped and counted) or, without it, one of ``--images``;
 else a one-line error names the detection file. It writes ``predictions.json`` (COCO
 keypoint results, each with an extra ``lambda`` field that pycocotools ignores),
-``images.json`` (the COCO ``images`` of the ids used) and one PNG per image: one colour per
-person, lambda >= 1 poses with dotted limbs and an "L<lambda>" label.
+``images.json`` (the COCO ``images`` of the ids used), one PNG per image (one colour per
+person, lambda >= 1 poses with dotted limbs and an "L<lambda>" label) and ``summary.json``.
+A file that cannot be decoded (truncated JPEG, a non-image with an image extension, a file
+gone missing) is skipped and counted by reason, and so is any other file of an ``--images``
+folder; ``summary.json`` lists each skipped file with its reason, and the run still writes
+every good image's results.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import glob
 import json
@@ -25,7 +30,7 @@ import numpy as np
 from mipnet_jax.core.runtime import configure_cpu_xla
 from mipnet_jax.data import boxes as boxes_lib
 from mipnet_jax.data.coco_format import image_table, read_json
-from mipnet_jax.data.image import read_image
+from mipnet_jax.data.image import ImageError, read_image
 from mipnet_jax.models.load import resolve_checkpoint
 from mipnet_jax.serve import bundle
 from mipnet_jax.serve.predictor import Pose, Predictor
@@ -109,9 +114,20 @@ def _png_names(paths: list[str]) -> dict[str, str]:
           for k, (p, s) in enumerate(zip(paths, stems))}
 
 
+def other_files(spec: str) -> list[str]:
+  """The files of an ``--images`` folder that ``list_images`` leaves out (other extensions);
+  [] for a file or a glob."""
+  if not os.path.isdir(spec):
+    return []
+  return sorted(os.path.join(spec, n) for n in os.listdir(spec)
+                if os.path.isfile(os.path.join(spec, n)) and not n.lower().endswith(
+                    IMAGE_EXTENSIONS))
+
+
 @dataclasses.dataclass(frozen=True)
 class PredictResult:
-  """What ``run_predict`` wrote: files, image / pose counts, the boxes' account, the weights."""
+  """What ``run_predict`` wrote: files, image / pose counts, the boxes' account, the weights,
+  and the files skipped (``skipped``: {reason: count}; ``skipped_files``: [{file, reason}])."""
 
   paths: dict
   images: int
@@ -119,12 +135,17 @@ class PredictResult:
   boxes: str
   weights: str
   output_dir: str
+  skipped: dict = dataclasses.field(default_factory=dict)
+  skipped_files: tuple = ()
+
+  def as_dict(self) -> dict:
+    return dict(predictions=self.paths["predictions"], images=self.images, poses=self.poses,
+                boxes=self.boxes, weights=self.weights, output_dir=self.output_dir,
+                skipped=self.skipped)
 
   def summary(self) -> str:
-    """One JSON line."""
-    return json.dumps(dict(predictions=self.paths["predictions"], images=self.images,
-                           poses=self.poses, boxes=self.boxes, weights=self.weights,
-                           output_dir=self.output_dir))
+    """One JSON line (the skipped files are listed in summary.json)."""
+    return json.dumps(self.as_dict())
 
 
 def run_predict(predictor: Predictor, images: str, out_dir: str, boxes: str = "",
@@ -142,8 +163,15 @@ def run_predict(predictor: Predictor, images: str, out_dir: str, boxes: str = ""
       boxes, ids, annotations, min_box_score)
   os.makedirs(out_dir, exist_ok=True)
   results, table, pngs = [], [], _png_names(paths)
+  skipped = [dict(file=p, reason="not an image file") for p in other_files(images)]
+  done = []
   for path in paths:
-    image = read_image(path, "rgb")
+    try:
+      image = read_image(path, "rgb")
+    except ImageError as e:
+      skipped.append(dict(file=path, reason=e.kind))
+      continue
+    done.append(path)
     if boxes:
       found = per_image.get(ids[path], (np.zeros((0, 4), np.float32), np.zeros(0)))
       poses = predictor(image, *found) if len(found[0]) else []
@@ -154,14 +182,18 @@ def run_predict(predictor: Predictor, images: str, out_dir: str, boxes: str = ""
                       width=image.shape[1]))
     cv2.imwrite(os.path.join(out_dir, pngs[path]),
                 predictor.draw(image, poses, draw_min_score)[..., ::-1])
-  out = dict(predictions=os.path.join(out_dir, "predictions.json"),
-             images=os.path.join(out_dir, "images.json"))
+  out = {k: os.path.join(out_dir, f"{k}.json") for k in ("predictions", "images", "summary")}
   with open(out["predictions"], "w") as f:
     json.dump(results, f)
   with open(out["images"], "w") as f:
     json.dump(table, f, indent=1)
-  return PredictResult(dict(out, pngs=[os.path.join(out_dir, pngs[p]) for p in paths]),
-                       len(paths), len(results), report, predictor.weights, out_dir)
+  counts = dict(collections.Counter(s["reason"] for s in skipped))
+  result = PredictResult(dict(out, pngs=[os.path.join(out_dir, pngs[p]) for p in done]),
+                         len(done), len(results), report, predictor.weights, out_dir,
+                         counts, tuple(skipped))
+  with open(out["summary"], "w") as f:
+    json.dump(dict(result.as_dict(), skipped_files=skipped), f, indent=1)
+  return result
 
 
 def predict_mode(config, bundle_dir: str | None, images: str, out_dir: str, boxes: str = "",

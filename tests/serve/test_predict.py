@@ -102,7 +102,7 @@ def test_cli_export_then_predict_with_the_bundle_on_a_whole_image(served_model, 
   results = json.loads((tmp_path / "out" / "predictions.json").read_text())
   assert line == {"predictions": str(tmp_path / "out" / "predictions.json"), "images": 1,
                   "poses": len(results), "boxes": "whole images", "weights": checkpoint,
-                  "output_dir": str(tmp_path / "out")}
+                  "output_dir": str(tmp_path / "out"), "skipped": {}}
   # The bundle of the checkpoint predicts what the in-process Predictor of it does, up to
   # float32 rounding: main sets the XLA:CPU flags of the architecture (core/runtime.py),
   # this process does not.
@@ -146,4 +146,32 @@ def test_predict_result_summary_is_one_json_line():
       1, 3, "whole images", "runs/x", "/o")
   assert result.summary() == (
       '{"predictions": "/o/predictions.json", "images": 1, "poses": 3, "boxes": "whole images", '
-      '"weights": "runs/x", "output_dir": "/o"}')
+      '"weights": "runs/x", "output_dir": "/o", "skipped": {}}')
+
+
+def test_bad_files_are_skipped_counted_and_listed(predictor, coco, tmp_path):
+  """A truncated JPEG, a text file named .jpg and a .txt in the folder: the good images still
+  get their poses, each bad file is counted by reason and listed in summary.json."""
+  folder = tmp_path / "photos"
+  folder.mkdir()
+  good = coco / "000000000785.jpg"
+  (folder / "000000000785.jpg").write_bytes(good.read_bytes())
+  data = (coco / "000000040083.jpg").read_bytes()
+  (folder / "000000040083.jpg").write_bytes(data[: len(data) // 2])
+  (folder / "000000000001.jpg").write_text("not an image")
+  (folder / "notes.txt").write_text("shot list")
+  done = predict.run_predict(predictor, str(folder), str(tmp_path / "out"))
+  want = predict.pose_results(predictor(read_image(str(good))), 785)
+  assert json.loads(open(done.paths["predictions"]).read()) == json.loads(json.dumps(want))
+  assert (done.images, done.poses) == (1, len(want))
+  assert done.skipped == {"not an image file": 1, "truncated JPEG": 1,
+                          "not a readable image": 1}
+  summary = json.loads(open(done.paths["summary"]).read())
+  assert summary["skipped_files"] == [
+      {"file": str(folder / "notes.txt"), "reason": "not an image file"},
+      {"file": str(folder / "000000000001.jpg"), "reason": "not a readable image"},
+      {"file": str(folder / "000000040083.jpg"), "reason": "truncated JPEG"}]
+  assert {k: summary[k] for k in ("images", "poses", "skipped")} == {
+      "images": 1, "poses": len(want), "skipped": done.skipped}
+  assert [os.path.basename(p) for p in done.paths["pngs"]] == ["000000000785.png"]
+  assert [t["id"] for t in json.loads(open(done.paths["images"]).read())] == [785]
