@@ -81,6 +81,9 @@ _EXPORT_PLATFORMS = flags.DEFINE_string("export_platforms", "", "export: comma l
 _IMAGES = flags.DEFINE_string("images", None, "predict: an image file, a folder or a glob.")
 _BOXES = flags.DEFINE_string("boxes", "", "predict: COCO-format detection file (default: "
                              "each whole image is one box).")
+_DETECTOR = flags.DEFINE_string("detector", "", "predict: an ONNX person detector (YOLOX "
+                                "layouts, serve/detector.py) giving the boxes; needs the "
+                                "onnx extra.")
 _ANNOTATIONS = flags.DEFINE_string("annotations", "", "predict: COCO file whose images map "
                                    "file names to the detection file's image ids.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "predict: output folder (default "
@@ -147,8 +150,8 @@ def mode_predict(config) -> str:
   if not out_dir:
     raise app.UsageError("--mode=predict writes under --output_dir or WORKDIR/predict")
   return predict.predict_mode(config, _BUNDLE.value, _IMAGES.value, out_dir, _BOXES.value,
-                              _ANNOTATIONS.value, _WORKDIR.value, _DRAW_MIN_SCORE.value
-                              ).summary()
+                              _ANNOTATIONS.value, _WORKDIR.value, _DRAW_MIN_SCORE.value,
+                              _DETECTOR.value).summary()
 
 
 MODES = {"summary": mode_summary, "data": mode_data, "eval": mode_eval, "sweep": mode_sweep,

@@ -33,7 +33,7 @@ from mipnet_jax.data.coco_format import image_table, read_json
 from mipnet_jax.data.image import ImageError, read_image
 from mipnet_jax.models.load import resolve_checkpoint
 from mipnet_jax.serve import bundle
-from mipnet_jax.serve.predictor import Pose, Predictor
+from mipnet_jax.serve.predictor import Pose, Predictor, detect
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
@@ -150,17 +150,21 @@ class PredictResult:
 
 def run_predict(predictor: Predictor, images: str, out_dir: str, boxes: str = "",
                 annotations: str = "", min_box_score: float | None = None,
-                draw_min_score: float = 0.3) -> PredictResult:
+                draw_min_score: float = 0.3, detector=None) -> PredictResult:
   """Poses of every image of ``images`` (list_images), on the boxes of the detection file
-  ``boxes`` or on whole images; writes predictions.json, images.json and one PNG per image
-  under ``out_dir``; detections scoring below ``min_box_score`` (default the predictor's
+  ``boxes``, of ``detector`` (a callable image -> boxes, scores; serve/detector.py) or on
+  whole images; writes predictions.json, images.json, summary.json and one PNG per image
+  under ``out_dir``; boxes scoring below ``min_box_score`` (default the predictor's
   ``config.eval.min_box_score``) are dropped."""
   if min_box_score is None:
     min_box_score = predictor.spec.min_box_score
+  if boxes and detector is not None:
+    raise ValueError("predict: give --boxes or --detector, not both")
   paths = list_images(images)
   ids = image_ids(paths, annotations, need_ids=bool(boxes))
   per_image, report = ({}, "whole images") if not boxes else detections_by_image(
       boxes, ids, annotations, min_box_score)
+  detected = collections.Counter()
   os.makedirs(out_dir, exist_ok=True)
   results, table, pngs = [], [], _png_names(paths)
   skipped = [dict(file=p, reason="not an image file") for p in other_files(images)]
@@ -172,8 +176,12 @@ def run_predict(predictor: Predictor, images: str, out_dir: str, boxes: str = ""
       skipped.append(dict(file=path, reason=e.kind))
       continue
     done.append(path)
-    if boxes:
-      found = per_image.get(ids[path], (np.zeros((0, 4), np.float32), np.zeros(0)))
+    if detector is not None:
+      found = detect(detector, image, min_box_score)
+      detected.update(boxes=len(found[0]), images=bool(len(found[0])))
+    if boxes or detector is not None:
+      found = found if detector is not None else per_image.get(
+          ids[path], (np.zeros((0, 4), np.float32), np.zeros(0)))
       poses = predictor(image, *found) if len(found[0]) else []
     else:
       poses = predictor(image)
@@ -188,6 +196,10 @@ def run_predict(predictor: Predictor, images: str, out_dir: str, boxes: str = ""
   with open(out["images"], "w") as f:
     json.dump(table, f, indent=1)
   counts = dict(collections.Counter(s["reason"] for s in skipped))
+  if detector is not None:
+    report = (f"detector {getattr(detector, 'path', type(detector).__name__)}: "
+              f"{detected['boxes']} person boxes in {detected['images']} of {len(done)} "
+              f"images (score >= {min_box_score:g})")
   result = PredictResult(dict(out, pngs=[os.path.join(out_dir, pngs[p]) for p in done]),
                          len(done), len(results), report, predictor.weights, out_dir,
                          counts, tuple(skipped))
@@ -198,18 +210,25 @@ def run_predict(predictor: Predictor, images: str, out_dir: str, boxes: str = ""
 
 def predict_mode(config, bundle_dir: str | None, images: str, out_dir: str, boxes: str = "",
                  annotations: str = "", workdir: str | None = None,
-                 draw_min_score: float = 0.3) -> PredictResult:
+                 draw_min_score: float = 0.3, detector: str = "") -> PredictResult:
   """``--mode=predict`` with ``config``'s model (``resolve_checkpoint``) or, when ``config`` is
-  None, the bundle at ``bundle_dir``. Cheap input checks run first: a bad glob or detection
-  file fails before the model loads."""
+  None, the bundle at ``bundle_dir``; ``detector``: an ONNX person detector file
+  (serve/detector.py) giving the boxes. Cheap input checks run first: a bad glob, detection
+  file or detector fails before the model loads."""
+  if boxes and detector:
+    raise ValueError("predict: give --boxes or --detector, not both")
   paths = list_images(images)
   ids = image_ids(paths, annotations, need_ids=bool(boxes))
   if boxes:
     detections_by_image(boxes, ids, annotations)
+  found = None
+  if detector:
+    from mipnet_jax.serve.detector import OnnxDetector    # optional extra: onnxruntime
+    found = OnnxDetector(detector)
   if config is None:
     configure_cpu_xla(bundle.read_manifest(bundle_dir)["architecture"])
     predictor = Predictor.from_bundle(bundle_dir)
   else:
     predictor = Predictor.from_config(config, resolve_checkpoint(config, workdir))
   return run_predict(predictor, images, out_dir, boxes, annotations,
-                     draw_min_score=draw_min_score)
+                     draw_min_score=draw_min_score, detector=found)

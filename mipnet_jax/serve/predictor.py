@@ -3,6 +3,7 @@
     predictor = Predictor.from_config(config, checkpoint)     # or Predictor.from_bundle(dir)
     poses = predictor(image_rgb, boxes_xywh)                  # boxes None: the whole image
     canvas = predictor.draw(image_rgb, poses)
+    predictor.detector = OnnxDetector("person.onnx")          # boxes None: its boxes instead
 
 A ``Predictor`` runs the network on every box (all N instances, bundle.BoxPredictor) and
 merges the candidates of the image as evaluation does (the ``PostprocessSpec`` of
@@ -46,12 +47,26 @@ class Pose:
   box_score: float
 
 
+def detect(detector, image: np.ndarray, min_box_score: float = 0.0
+           ) -> tuple[np.ndarray, np.ndarray]:
+  """``detector(image)``'s boxes [M, 4] float32 and scores [M] float64, those scoring below
+  ``min_box_score`` left out."""
+  boxes, scores = detector(image)
+  boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+  scores = np.asarray(scores, np.float64).reshape(-1)
+  keep = scores >= min_box_score
+  return boxes[keep], scores[keep]
+
+
 class Predictor:
   """RGB image + boxes -> merged poses of every instance (see the module docstring)."""
 
   def __init__(self, boxes_fn: bundle.BoxPredictor, meta: DatasetMeta, spec: PostprocessSpec,
-               weights: str = ""):
+               weights: str = "", detector=None):
+    """``detector``: None, or any callable RGB image -> (boxes [M, 4] (x, y, w, h), scores
+    [M]) (e.g. serve.detector.OnnxDetector), used when a call gives no boxes."""
     self.boxes_fn, self.meta, self.spec, self.weights = boxes_fn, meta, spec, weights
+    self.detector = detector
 
   @classmethod
   def from_config(cls, config, checkpoint: str | None = None) -> Predictor:
@@ -80,8 +95,11 @@ class Predictor:
         config["eval"]), boxes_fn.manifest["weights"])
 
   def __call__(self, image: np.ndarray, boxes=None, box_scores=None) -> list[Pose]:
-    """RGB uint8 [H, W, 3], boxes [M, 4] (x, y, w, h) or None (the whole image), box_scores
-    [M] (default 1) -> the kept poses, best first."""
+    """RGB uint8 [H, W, 3], boxes [M, 4] (x, y, w, h) or None (the detector's boxes at or
+    above ``min_box_score``, or without a detector the whole image), box_scores [M]
+    (default 1) -> the kept poses, best first."""
+    if boxes is None and self.detector is not None:
+      boxes, box_scores = detect(self.detector, image, self.spec.min_box_score)
     boxes = bundle.whole_image_box(image) if boxes is None else np.asarray(boxes, np.float32)
     boxes = boxes.reshape(-1, 4)
     if not len(boxes):
