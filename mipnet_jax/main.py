@@ -81,9 +81,10 @@ _EXPORT_PLATFORMS = flags.DEFINE_string("export_platforms", "", "export: comma l
 _IMAGES = flags.DEFINE_string("images", None, "predict: an image file, a folder or a glob.")
 _BOXES = flags.DEFINE_string("boxes", "", "predict: COCO-format detection file (default: "
                              "each whole image is one box).")
-_DETECTOR = flags.DEFINE_string("detector", "", "predict: an ONNX person detector (YOLOX "
-                                "layouts, serve/detector.py) giving the boxes; needs the "
-                                "onnx extra.")
+_DETECTOR = flags.DEFINE_string("detector", "", "predict: a person detector giving the boxes: "
+                                "yolox_tiny_humanart or yolox_m_humanart (fetched on first "
+                                "use) or an ONNX file (serve/detector.py); needs the onnx "
+                                "extra.")
 _ANNOTATIONS = flags.DEFINE_string("annotations", "", "predict: COCO file whose images map "
                                    "file names to the detection file's image ids.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "predict: output folder (default "

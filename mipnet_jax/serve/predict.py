@@ -212,8 +212,8 @@ def predict_mode(config, bundle_dir: str | None, images: str, out_dir: str, boxe
                  annotations: str = "", workdir: str | None = None,
                  draw_min_score: float = 0.3, detector: str = "") -> PredictResult:
   """``--mode=predict`` with ``config``'s model (``resolve_checkpoint``) or, when ``config`` is
-  None, the bundle at ``bundle_dir``; ``detector``: an ONNX person detector file
-  (serve/detector.py) giving the boxes. Cheap input checks run first: a bad glob, detection
+  None, the bundle at ``bundle_dir``; ``detector``: an ONNX person detector giving the
+  boxes, a named one (serve/detector_zoo.py, fetched on first use) or a file. Cheap input checks run first: a bad glob, detection
   file or detector fails before the model loads."""
   if boxes and detector:
     raise ValueError("predict: give --boxes or --detector, not both")
@@ -224,7 +224,8 @@ def predict_mode(config, bundle_dir: str | None, images: str, out_dir: str, boxe
   found = None
   if detector:
     from mipnet_jax.serve.detector import OnnxDetector    # optional extra: onnxruntime
-    found = OnnxDetector(detector)
+    from mipnet_jax.serve.detector_zoo import resolve_detector
+    found = OnnxDetector(resolve_detector(detector))
   if config is None:
     configure_cpu_xla(bundle.read_manifest(bundle_dir)["architecture"])
     predictor = Predictor.from_bundle(bundle_dir)

@@ -199,3 +199,65 @@ def test_cli_predict_with_detector_and_its_errors(served_model, coco, tmp_path):
                          "predict: give --boxes or --detector, not both")):
     done = main(f"--images={coco}", *args)
     assert done.returncode == 2 and message in done.stderr.strip().splitlines()[-1]
+
+
+# ---- named detectors: fetch, cache, verify ---------------------------------------------------
+
+def test_fetch_from_a_local_url_caches_and_verifies(tmp_path):
+  import hashlib
+  import zipfile
+
+  from mipnet_jax.serve import detector_zoo as zoo
+  onnx_path = constant_detector(tmp_path / "end2end.onnx", {"dets": DETS})
+  data = open(onnx_path, "rb").read()
+  archive = tmp_path / "published.zip"
+  with zipfile.ZipFile(archive, "w") as z:
+    z.writestr("yolox_x/end2end.onnx", data)
+    z.writestr("yolox_x/deploy.json", "{}")
+  spec = zoo.Published(archive.as_uri(), hashlib.sha256(data).hexdigest(), INPUT_HW)
+  cache = tmp_path / "cache"
+  path = zoo.fetch("toy", spec, str(cache))
+  assert path == str(cache / "toy.onnx") and open(path, "rb").read() == data
+  assert det_lib.OnnxDetector(path).layout == "dets"
+  archive.unlink()                                        # cached: no second download
+  assert zoo.fetch("toy", spec, str(cache)) == path
+  assert sorted(p.name for p in cache.iterdir()) == ["toy.onnx"]
+
+
+def test_fetch_errors_name_url_hash_and_cache_path(tmp_path):
+  from mipnet_jax.serve import detector_zoo as zoo
+  onnx_path = constant_detector(tmp_path / "m.onnx", {"dets": DETS})
+  url = (tmp_path / "m.onnx").as_uri()
+  cache = tmp_path / "cache"
+  wrong = zoo.Published(url, "0" * 64, INPUT_HW)
+  with pytest.raises(ValueError) as info:
+    zoo.fetch("toy", wrong, str(cache))
+  assert str(info.value) == (f"{url}: its .onnx has sha256 {zoo.sha256_of(onnx_path)}: "
+                             f"expected sha256 {'0' * 64}; the extracted .onnx can be placed "
+                             f"by hand at {cache / 'toy.onnx'}")
+  assert not (cache / "toy.onnx").exists() and list(cache.iterdir()) == []
+  offline = zoo.Published((tmp_path / "nowhere.zip").as_uri(), "0" * 64, INPUT_HW)
+  with pytest.raises(ValueError, match=r"^cannot download file://.*nowhere\.zip \(.*\): "
+                                       r"expected sha256 0{64}; the extracted \.onnx can be "
+                                       r"placed by hand at .*toy\.onnx$"):
+    zoo.fetch("toy", offline, str(cache))
+  # A file placed by hand with the wrong content is refused, not used.
+  (cache / "toy.onnx").write_bytes(b"something else")
+  with pytest.raises(ValueError, match=r"toy\.onnx: sha256 [0-9a-f]{64} differs from the "
+                                       r"published file://"):
+    zoo.fetch("toy", offline, str(cache))
+
+
+def test_named_detectors_are_registered_and_other_values_are_paths(tmp_path, monkeypatch):
+  from mipnet_jax.serve import detector_zoo as zoo
+  assert {k: v.input_hw for k, v in zoo.NAMED_DETECTORS.items()} == {
+      "yolox_tiny_humanart": (416, 416), "yolox_m_humanart": (640, 640)}
+  assert all(len(v.sha256) == 64 and v.url.endswith(".zip")
+             for v in zoo.NAMED_DETECTORS.values())
+  monkeypatch.setenv("MIPNET_JAX_CACHE", str(tmp_path))
+  assert zoo.cache_dir() == str(tmp_path / "detectors")
+  assert zoo.resolve_detector("my/person.onnx") == "my/person.onnx"
+  with pytest.raises(ValueError, match=r"^--detector=yolo: not a named detector "
+                                       r"\(yolox_tiny_humanart, yolox_m_humanart\) nor an "
+                                       r"\.onnx file$"):
+    zoo.resolve_detector("yolo")
