@@ -85,6 +85,10 @@ _DETECTOR = flags.DEFINE_string("detector", "", "predict: a person detector givi
                                 "yolox_tiny_humanart or yolox_m_humanart (fetched on first "
                                 "use) or an ONNX file (serve/detector.py); needs the onnx "
                                 "extra.")
+_VIDEO = flags.DEFINE_string("video", "", "predict: a video file (instead of --images): an "
+                             "annotated MP4 and one JSONL line per frame, with track ids.")
+_DET_EVERY = flags.DEFINE_integer("det_every", 5, "predict --video: run the detector every K "
+                                  "frames (in between, boxes follow the previous poses).")
 _ANNOTATIONS = flags.DEFINE_string("annotations", "", "predict: COCO file whose images map "
                                    "file names to the detection file's image ids.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "predict: output folder (default "
@@ -144,15 +148,15 @@ def mode_export(config) -> str:
 
 def mode_predict(config) -> str:
   """With the config's model, or with --bundle when ``config`` is None."""
-  if not _IMAGES.value:
-    raise app.UsageError("--mode=predict needs --images=FILE|DIR|GLOB")
+  if bool(_IMAGES.value) == bool(_VIDEO.value):
+    raise app.UsageError("--mode=predict needs --images=FILE|DIR|GLOB or --video=FILE")
   out_dir = _OUTPUT_DIR.value or (os.path.join(_WORKDIR.value, "predict")
                                   if _WORKDIR.value else None)
   if not out_dir:
     raise app.UsageError("--mode=predict writes under --output_dir or WORKDIR/predict")
   return predict.predict_mode(config, _BUNDLE.value, _IMAGES.value, out_dir, _BOXES.value,
                               _ANNOTATIONS.value, _WORKDIR.value, _DRAW_MIN_SCORE.value,
-                              _DETECTOR.value).summary()
+                              _DETECTOR.value, _VIDEO.value, _DET_EVERY.value).summary()
 
 
 MODES = {"summary": mode_summary, "data": mode_data, "eval": mode_eval, "sweep": mode_sweep,

@@ -210,17 +210,21 @@ def run_predict(predictor: Predictor, images: str, out_dir: str, boxes: str = ""
 
 def predict_mode(config, bundle_dir: str | None, images: str, out_dir: str, boxes: str = "",
                  annotations: str = "", workdir: str | None = None,
-                 draw_min_score: float = 0.3, detector: str = "") -> PredictResult:
+                 draw_min_score: float = 0.3, detector: str = "", video: str = "",
+                 det_every: int = 5):
   """``--mode=predict`` with ``config``'s model (``resolve_checkpoint``) or, when ``config`` is
   None, the bundle at ``bundle_dir``; ``detector``: an ONNX person detector giving the
-  boxes, a named one (serve/detector_zoo.py, fetched on first use) or a file. Cheap input checks run first: a bad glob, detection
-  file or detector fails before the model loads."""
-  if boxes and detector:
-    raise ValueError("predict: give --boxes or --detector, not both")
-  paths = list_images(images)
-  ids = image_ids(paths, annotations, need_ids=bool(boxes))
-  if boxes:
-    detections_by_image(boxes, ids, annotations)
+  boxes, a named one (serve/detector_zoo.py, fetched on first use) or a file; ``video``: a
+  video file instead of ``images`` (serve/video.py; detection every ``det_every`` frames).
+  Cheap input checks run first: a bad glob, detection file or detector fails before the
+  model loads. Returns a ``PredictResult`` or, for a video, a ``VideoResult``."""
+  if boxes and (detector or video):
+    raise ValueError("predict: --boxes goes with --images, without --detector or --video")
+  if not video:
+    paths = list_images(images)
+    ids = image_ids(paths, annotations, need_ids=bool(boxes))
+    if boxes:
+      detections_by_image(boxes, ids, annotations)
   found = None
   if detector:
     from mipnet_jax.serve.detector import OnnxDetector    # optional extra: onnxruntime
@@ -231,5 +235,8 @@ def predict_mode(config, bundle_dir: str | None, images: str, out_dir: str, boxe
     predictor = Predictor.from_bundle(bundle_dir)
   else:
     predictor = Predictor.from_config(config, resolve_checkpoint(config, workdir))
+  if video:
+    from mipnet_jax.serve.video import run_video
+    return run_video(predictor, video, out_dir, found, det_every, draw_min_score)
   return run_predict(predictor, images, out_dir, boxes, annotations,
                      draw_min_score=draw_min_score, detector=found)

@@ -196,7 +196,7 @@ def test_cli_predict_with_detector_and_its_errors(served_model, coco, tmp_path):
   bad.write_text("no model")
   for args, message in (([f"--detector={bad}"], f"{bad}: not a usable ONNX model ("),
                         ([f"--detector={path}", f"--boxes={coco / 'test_coco_det_AP_H_56.json'}"],
-                         "predict: give --boxes or --detector, not both")):
+                         "predict: --boxes goes with --images, without --detector or --video")):
     done = main(f"--images={coco}", *args)
     assert done.returncode == 2 and message in done.stderr.strip().splitlines()[-1]
 
