@@ -18,13 +18,14 @@ it to non-commercial use, which applies to these weights too.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import shutil
 import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+
+from mipnet_jax.data.raw_layout import sha256_file
 
 _BASE = "https://download.openmmlab.com/mmpose/v1/projects/rtmposev1/onnx_sdk/"
 
@@ -53,14 +54,6 @@ def cache_dir() -> str:
       os.path.expanduser("~"), ".cache", "mipnet_jax"), "detectors")
 
 
-def sha256_of(path: str) -> str:
-  digest = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      digest.update(block)
-  return digest.hexdigest()
-
-
 def fetch(name: str, spec: Published, folder: str | None = None) -> str:
   """The verified ``<folder>/<name>.onnx`` (folder: ``cache_dir()``), downloaded and
   extracted from ``spec.url`` unless already there (module docstring)."""
@@ -69,9 +62,9 @@ def fetch(name: str, spec: Published, folder: str | None = None) -> str:
   by_hand = (f"expected sha256 {spec.sha256}; the extracted .onnx can be placed by hand at "
              f"{target}")
   if os.path.isfile(target):
-    if sha256_of(target) == spec.sha256:
+    if sha256_file(target) == spec.sha256:
       return target
-    raise ValueError(f"{target}: sha256 {sha256_of(target)} differs from the published "
+    raise ValueError(f"{target}: sha256 {sha256_file(target)} differs from the published "
                      f"{spec.url}: {by_hand}")
   os.makedirs(folder, exist_ok=True)
   with tempfile.TemporaryDirectory(dir=folder) as tmp:
@@ -84,7 +77,7 @@ def fetch(name: str, spec: Published, folder: str | None = None) -> str:
       reason = getattr(e, "reason", None) or e
       raise ValueError(f"cannot download {spec.url} ({reason}): {by_hand}") from None
     onnx = _extract_onnx(archive, tmp, spec.url, by_hand)
-    found = sha256_of(onnx)
+    found = sha256_file(onnx)
     if found != spec.sha256:
       raise ValueError(f"{spec.url}: its .onnx has sha256 {found}: {by_hand}")
     os.replace(onnx, target)

@@ -232,7 +232,7 @@ def test_fetch_errors_name_url_hash_and_cache_path(tmp_path):
   wrong = zoo.Published(url, "0" * 64, INPUT_HW)
   with pytest.raises(ValueError) as info:
     zoo.fetch("toy", wrong, str(cache))
-  assert str(info.value) == (f"{url}: its .onnx has sha256 {zoo.sha256_of(onnx_path)}: "
+  assert str(info.value) == (f"{url}: its .onnx has sha256 {zoo.sha256_file(onnx_path)}: "
                              f"expected sha256 {'0' * 64}; the extracted .onnx can be placed "
                              f"by hand at {cache / 'toy.onnx'}")
   assert not (cache / "toy.onnx").exists() and list(cache.iterdir()) == []
