@@ -8,8 +8,13 @@ from mipnet_jax.core import runtime
 
 @pytest.fixture
 def env(monkeypatch):
-  monkeypatch.delenv("XLA_FLAGS", raising=False)
-  monkeypatch.delenv("MIPNET_NO_XLA_FLAGS", raising=False)
+  """No XLA_FLAGS / MIPNET_NO_XLA_FLAGS during the test, and after it the environment as it
+  was: setenv records the prior state (a bare delenv of an absent variable records nothing,
+  and the flags configure_cpu_xla sets would leak into the worker, whose later subprocesses,
+  e.g. test_bundle's fresh process, would then compile with other flags than the worker)."""
+  for name in ("XLA_FLAGS", "MIPNET_NO_XLA_FLAGS"):
+    monkeypatch.setenv(name, "")
+    monkeypatch.delenv(name)
   return monkeypatch
 
 
@@ -40,3 +45,9 @@ def test_opt_out_changes_nothing(env):
   env.setenv("MIPNET_NO_XLA_FLAGS", "1")
   assert runtime.configure_cpu_xla("hrnet") == ""
   assert "XLA_FLAGS" not in os.environ
+
+
+def test_the_env_fixture_leaves_no_flags_behind():
+  """Runs after the tests above in the same process: configure_cpu_xla's flags are gone."""
+  import os
+  assert "ynn_fusion" not in os.environ.get("XLA_FLAGS", "")
