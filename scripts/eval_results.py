@@ -23,7 +23,7 @@ import logging
 import os
 import sys
 
-from mipnet_jax.core.meta import JOINT_SETS, build_meta, get_meta, joint_map
+from mipnet_jax.core.meta import build_meta, expand_joints, get_meta, joint_map
 from mipnet_jax.eval.metrics import AREA_RULES, METRICS, evaluate_file
 
 
@@ -58,9 +58,7 @@ def main(argv: list[str] | None = None) -> int:
                       format="%(levelname)s: %(message)s")
   try:
     if args.keypoints:
-      names = [n for item in args.keypoints.split(",")
-               for n in JOINT_SETS.get(item, (item,))]
-      meta = build_meta(args.dataset, names, where="--keypoints")
+      meta = build_meta(args.dataset, expand_joints(args.keypoints), where="--keypoints")
     else:
       meta = get_meta(args.dataset)
     joints = joint_map(meta, meta, args.joints) if args.joints else None

@@ -18,16 +18,21 @@ class MetaError(ValueError):
   """Inconsistent keypoint metadata; the message names the field and the entry."""
 
 
+def _check_names(names: tuple[str, ...], where: str) -> None:
+  """At least one joint, no name twice."""
+  if not names:
+    raise MetaError(f"{where}: no joints declared")
+  if len(set(names)) != len(names):
+    dup = sorted({n for n in names if names.count(n) > 1})
+    raise MetaError(f"{where}: joint names repeat: {', '.join(dup)}")
+
+
 def check_meta(meta: DatasetMeta, where: str = "") -> None:
   """One-line MetaError unless names are unique, there is one sigma per joint, and every
   flip pair, upper-body joint and skeleton edge names joints in range."""
   where = where or f"dataset {meta.name!r}"
+  _check_names(meta.keypoint_names, where)
   k = len(meta.keypoint_names)
-  if k == 0:
-    raise MetaError(f"{where}: no joints declared")
-  if len(set(meta.keypoint_names)) != k:
-    dup = sorted({n for n in meta.keypoint_names if meta.keypoint_names.count(n) > 1})
-    raise MetaError(f"{where}: joint names repeat: {', '.join(dup)}")
   if len(meta.sigmas) != k:
     raise MetaError(f"{where}: sigmas has {len(meta.sigmas)} values for {k} joints")
   if any(not s > 0 for s in meta.sigmas):
@@ -152,30 +157,23 @@ def build_meta(name: str, keypoint_names, flip_pairs=(), sigmas=(), upper_body=(
   """
   where = where or f"dataset {name!r}"
   names = tuple(str(n) for n in keypoint_names)
-  if not names:
-    raise MetaError(f"{where}: no joints declared")
+  _check_names(names, where)          # before joints are looked up by name
   if not sigmas:
     unknown = [n for n in names if n not in KNOWN_SIGMAS]
     if unknown:
       raise MetaError(f"{where}: sigmas not given and no known OKS sigma for "
                       f"{', '.join(unknown)}; declare one sigma per joint")
     sigmas = tuple(KNOWN_SIGMAS[n] for n in names)
-  if len(sigmas) != len(names):
-    raise MetaError(f"{where}: sigmas has {len(sigmas)} values for {len(names)} joints")
 
   def pairs(field, value):
     return tuple(tuple(_joint_index(names, j, f"{where}: {field}[{i}]") for j in pair)
                  for i, pair in enumerate(value))
 
-  if len(set(names)) != len(names):
-    dup = sorted({n for n in names if names.count(n) > 1})
-    raise MetaError(f"{where}: joint names repeat: {', '.join(dup)}")
-  fields = dict(
+  meta = DatasetMeta(
       name=name, keypoint_names=names, sigmas=tuple(float(s) for s in sigmas),
       flip_pairs=pairs("flip_pairs", flip_pairs), skeleton=pairs("skeleton", skeleton),
       upper_body_ids=tuple(_joint_index(names, j, f"{where}: upper_body") for j in upper_body))
-  meta = DatasetMeta(**fields)
-  check_meta(meta, where)
+  check_meta(meta, where)     # names, sigma count, pairs: one-line errors naming ``where``
   return meta
 
 
@@ -195,10 +193,17 @@ class JointMap:
   data_ids: tuple[int, ...]
   sigmas: tuple[float, ...]
 
-  def is_identity(self, model: DatasetMeta, data: DatasetMeta) -> bool:
-    k = model.num_keypoints
-    return (k == data.num_keypoints == len(self.names)
-            and self.model_ids == self.data_ids == tuple(range(k)))
+  def selects_from(self, data: DatasetMeta) -> bool:
+    """True when it leaves out (or reorders) some of ``data``'s joints, so that the ground
+    truth must be cut to the evaluated joints."""
+    return self.data_ids != tuple(range(data.num_keypoints))
+
+
+def expand_joints(spec: str) -> tuple[str, ...]:
+  """A comma list of joint names and ``JOINT_SETS`` names -> the joint names, in order
+  ("limbs,nose" -> the 12 limb joints, then nose; "" -> ())."""
+  return tuple(name for item in spec.split(",") if item.strip()
+               for name in JOINT_SETS.get(item.strip(), (item.strip(),)))
 
 
 def joint_map(model: DatasetMeta, data: DatasetMeta, joints: str = "") -> JointMap:
@@ -207,8 +212,7 @@ def joint_map(model: DatasetMeta, data: DatasetMeta, joints: str = "") -> JointM
   ``joints``: "" = every joint of ``data`` (each must be a model joint), or a comma list of
   joint names and ``JOINT_SETS`` names ("limbs", "limbs,nose"). Joints keep ``data``'s order.
   """
-  wanted = tuple(name for item in joints.split(",") if item.strip()
-                 for name in JOINT_SETS.get(item.strip(), (item.strip(),)))
+  wanted = expand_joints(joints)
   if not wanted:
     wanted = data.keypoint_names
   for name in wanted:

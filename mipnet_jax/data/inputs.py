@@ -25,7 +25,7 @@ def dataset_meta(name: str, keypoints=None, where: str = "") -> DatasetMeta:
   ``flip_pairs``, ``sigmas``, ``upper_body``, ``skeleton``; see core.meta.build_meta) when its
   ``names`` are given, else the built-in one of ``name``. ``where`` names the config block in
   one-line errors."""
-  if keypoints and keypoints.get("names"):
+  if _declares_joints(keypoints):
     return build_meta(name, keypoints["names"], keypoints.get("flip_pairs") or (),
                       keypoints.get("sigmas") or (), keypoints.get("upper_body") or (),
                       keypoints.get("skeleton") or (), where=f"{where}.keypoints")
@@ -35,11 +35,20 @@ def dataset_meta(name: str, keypoints=None, where: str = "") -> DatasetMeta:
   return get_meta(name)
 
 
+def _declares_joints(keypoints) -> bool:
+  """Whether a ``keypoints`` block (or None) names joints."""
+  return bool(keypoints and keypoints.get("names"))
+
+
+def data_meta(data) -> DatasetMeta:
+  """The keypoints of ``config.data`` (a ConfigDict, or a bundle's config.json dict)."""
+  return dataset_meta(data["name"], data.get("keypoints"), "config.data")
+
+
 def model_meta(config) -> DatasetMeta:
   """The keypoints the model predicts: those of ``config.data`` (its dataset, or its
   ``keypoints`` block); one line if ``config.model.num_keypoints`` disagrees."""
-  data = config["data"]
-  meta = dataset_meta(data["name"], data.get("keypoints"), "config.data")
+  meta = data_meta(config["data"])
   k = config["model"]["num_keypoints"]
   if k != meta.num_keypoints:
     raise ValueError(f"config.model.num_keypoints={k} but config.data ({meta.name}) has "
@@ -51,7 +60,7 @@ def split_meta(config, name: str) -> DatasetMeta:
   """The keypoints annotated in evaluation split ``name``: its ``keypoints`` block, else the
   model's when it is the training dataset, else the built-in dataset's."""
   ev = config.eval_data[name]
-  if not (ev.get("keypoints") and ev.keypoints.get("names")) and ev.dataset == config.data.name:
+  if not _declares_joints(ev.get("keypoints")) and ev.dataset == config.data.name:
     return model_meta(config)
   return dataset_meta(ev.dataset, ev.get("keypoints"), f"config.eval_data.{name}")
 
@@ -79,8 +88,7 @@ def split_files(data, split: str) -> tuple[str, str, object]:
 def load_split(data, split: str) -> tuple[list, coco_format.LoadReport, object]:
   """(person records, load report, image-bytes source) of ``split``."""
   ann_path, image_dir, images = split_files(data, split)
-  meta = dataset_meta(data.name, data.get("keypoints"), "config.data")
-  records, report = coco_format.load_person_records(ann_path, meta, image_dir,
+  records, report = coco_format.load_person_records(ann_path, data_meta(data), image_dir,
                                                     tuple(data.image_hw))
   return records, report, images
 
@@ -88,7 +96,7 @@ def load_split(data, split: str) -> tuple[list, coco_format.LoadReport, object]:
 def train_sample(data, num_instances: int, images) -> transforms.TrainSample:
   """The training transform ``data`` describes."""
   return transforms.TrainSample(
-      meta=dataset_meta(data.name, data.get("keypoints"), "config.data"),
+      meta=data_meta(data),
       num_instances=num_instances,
       crop=transforms.CropSpec(tuple(data.image_hw), data.color, data.decode_reduce),
       heatmap_hw=tuple(data.heatmap_hw), sigma=data.sigma, scale_factor=data.scale_factor,

@@ -110,7 +110,7 @@ def score_candidates(candidates: cands.Candidates, protocol: Protocol,
 
 
 def compute_metrics(results: list[dict], protocol: Protocol) -> dict[str, float]:
-  subset = protocol.joints.data_ids != tuple(range(protocol.meta.num_keypoints))
+  subset = protocol.joints.selects_from(protocol.meta)
   metric = make_metric(protocol.meta, protocol.annotations, metric=protocol.metric,
                        joints=protocol.joints if subset else None,
                        area_rule=protocol.area_rule)

@@ -148,6 +148,12 @@ class PredictResult:
     return json.dumps(self.as_dict())
 
 
+def check_box_sources(boxes: str, detector: bool, video: bool = False) -> None:
+  """A detection file (``--boxes``) is for ``--images`` alone: one line otherwise."""
+  if boxes and (detector or video):
+    raise ValueError("predict: --boxes goes with --images, without --detector or --video")
+
+
 def run_predict(predictor: Predictor, images: str, out_dir: str, boxes: str = "",
                 annotations: str = "", min_box_score: float | None = None,
                 draw_min_score: float = 0.3, detector=None) -> PredictResult:
@@ -158,8 +164,7 @@ def run_predict(predictor: Predictor, images: str, out_dir: str, boxes: str = ""
   ``config.eval.min_box_score``) are dropped."""
   if min_box_score is None:
     min_box_score = predictor.spec.min_box_score
-  if boxes and detector is not None:
-    raise ValueError("predict: give --boxes or --detector, not both")
+  check_box_sources(boxes, detector is not None)
   paths = list_images(images)
   ids = image_ids(paths, annotations, need_ids=bool(boxes))
   per_image, report = ({}, "whole images") if not boxes else detections_by_image(
@@ -176,15 +181,14 @@ def run_predict(predictor: Predictor, images: str, out_dir: str, boxes: str = ""
       skipped.append(dict(file=path, reason=e.kind))
       continue
     done.append(path)
+    found = None                                          # None: the whole image
     if detector is not None:
       found = detect(detector, image, min_box_score)
       detected.update(boxes=len(found[0]), images=bool(len(found[0])))
-    if boxes or detector is not None:
-      found = found if detector is not None else per_image.get(
-          ids[path], (np.zeros((0, 4), np.float32), np.zeros(0)))
-      poses = predictor(image, *found) if len(found[0]) else []
-    else:
-      poses = predictor(image)
+    elif boxes:
+      found = per_image.get(ids[path], (np.zeros((0, 4), np.float32), np.zeros(0)))
+    poses = predictor(image) if found is None else (
+        predictor(image, *found) if len(found[0]) else [])
     results += pose_results(poses, ids[path])
     table.append(dict(id=ids[path], file_name=os.path.basename(path), height=image.shape[0],
                       width=image.shape[1]))
@@ -218,8 +222,7 @@ def predict_mode(config, bundle_dir: str | None, images: str, out_dir: str, boxe
   video file instead of ``images`` (serve/video.py; detection every ``det_every`` frames).
   Cheap input checks run first: a bad glob, detection file or detector fails before the
   model loads. Returns a ``PredictResult`` or, for a video, a ``VideoResult``."""
-  if boxes and (detector or video):
-    raise ValueError("predict: --boxes goes with --images, without --detector or --video")
+  check_box_sources(boxes, bool(detector), bool(video))
   if not video:
     paths = list_images(images)
     ids = image_ids(paths, annotations, need_ids=bool(boxes))

@@ -85,8 +85,7 @@ def side_by_side(example: SharedBoxExample, predictors: dict, titles: dict,
     canvas = predictor.draw(example.image, poses)
     canvas = cv2.resize(canvas, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_NEAREST)
     for k in range(0, 2 * (w + h), 12):           # dashed rectangle, 6 px on, 6 px off
-      for start, end in _dash(k, x, y, w, h):
-        cv2.line(canvas, start, end, (255, 220, 0), 2)
+      cv2.line(canvas, *_dash(k, x, y, w, h), (255, 220, 0), 2)
     header = np.full((44, canvas.shape[1], 3), 255, np.uint8)
     cv2.putText(header, titles[name], (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1,
                 cv2.LINE_AA)
@@ -98,8 +97,8 @@ def side_by_side(example: SharedBoxExample, predictors: dict, titles: dict,
   return np.concatenate(panels[:-1], 1)
 
 
-def _dash(k: int, x: int, y: int, w: int, h: int):
-  """The segment [k, k + 6] of the rectangle's perimeter, as (start, end) point pairs."""
+def _dash(k: int, x: int, y: int, w: int, h: int) -> tuple[tuple, tuple]:
+  """The segment [k, k + 6] of the rectangle's perimeter: (start, end) points."""
   def at(s):
     s %= 2 * (w + h)
     if s < w:
@@ -109,4 +108,4 @@ def _dash(k: int, x: int, y: int, w: int, h: int):
     if s < 2 * w + h:
       return (x + w - (s - w - h), y + h)
     return (x, y + h - (s - 2 * w - h))
-  return [(at(k), at(k + 6))]
+  return at(k), at(k + 6)

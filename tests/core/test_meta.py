@@ -87,8 +87,11 @@ def test_joint_map_by_name():
   j = meta.joint_map(meta.COCO, meta.COCO, "limbs,nose")
   assert j.names == meta.COCO.keypoint_names[:1] + meta.COCO.keypoint_names[5:]
   full = meta.joint_map(meta.COCO, meta.OCHUMAN)
-  assert full.is_identity(meta.COCO, meta.OCHUMAN) and full.sigmas == meta.COCO.sigmas
-  assert not meta.joint_map(meta.COCO, meta.COCO, "limbs").is_identity(meta.COCO, meta.COCO)
+  assert not full.selects_from(meta.OCHUMAN) and full.sigmas == meta.COCO.sigmas
+  assert full.model_ids == tuple(range(17))
+  assert meta.joint_map(meta.COCO, meta.COCO, "limbs").selects_from(meta.COCO)
+  assert meta.expand_joints(" limbs, nose ") == meta.JOINT_SETS["limbs"] + ("nose",)
+  assert meta.expand_joints("") == ()
   with pytest.raises(meta.MetaError, match=r"^joints: the coco model has no head, neck; "):
     meta.joint_map(meta.COCO, meta.CROWDPOSE)
   with pytest.raises(meta.MetaError, match=r"^joints: 'elbow' is not a joint of crowdpose "):
