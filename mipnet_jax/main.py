@@ -20,13 +20,16 @@ Modes:
   export   an inference bundle of ``config.eval.checkpoint`` (else WORKDIR's newest, else fresh
            weights with a warning) under --export_dir or WORKDIR/export: the jax.export
            function (symbolic batch), an orbax variables checkpoint, bundle.json, config.json
-           (serve/bundle.py; ``--export_platforms=cpu,cuda`` to lower for more backends).
+           (serve/bundle.py; ``--export_platforms=cpu,cuda`` to lower for more backends;
+           ``--export_onnx``: model.onnx too, for onnxruntime, serve/onnx_export.py).
   predict  poses for --images=FILE|DIR|GLOB on the boxes of --boxes=DETS.json (COCO
            detections; images matched by --annotations=ANN.json or by COCO-style numeric file
            names) or on whole images: predictions.json (COCO results + "lambda"), images.json
            and a PNG per image under --output_dir or WORKDIR/predict. The model is the
            config's (checkpoint as in export) or, with --bundle=DIR instead of --config, an
-           exported bundle.
+           exported bundle (``--runtime=onnx``: its model.onnx under onnxruntime).
+           ``--detector=NAME|FILE.onnx`` finds the people; ``--video=FILE`` instead of
+           --images writes an annotated MP4 and one JSONL line per frame with track ids.
 
     python -m mipnet_jax.main --config=configs/hrnet_w32_synthetic_256x192.py:quick \
         --workdir=runs/demo --mode=export
@@ -78,6 +81,8 @@ _EXPORT_DIR = flags.DEFINE_string("export_dir", None, "export: the bundle folder
                                   "WORKDIR/export; must be new or empty).")
 _EXPORT_PLATFORMS = flags.DEFINE_string("export_platforms", "", "export: comma list of "
                                         "cpu, cuda, rocm, tpu (default: this JAX's backend).")
+_EXPORT_ONNX = flags.DEFINE_bool("export_onnx", False, "export: also write model.onnx (the "
+                                  "same function for onnxruntime; needs the onnx package).")
 _IMAGES = flags.DEFINE_string("images", None, "predict: an image file, a folder or a glob.")
 _BOXES = flags.DEFINE_string("boxes", "", "predict: COCO-format detection file (default: "
                              "each whole image is one box).")
@@ -95,6 +100,8 @@ _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "predict: output folder (d
                                   "WORKDIR/predict).")
 _BUNDLE = flags.DEFINE_string("bundle", None, "predict: an exported bundle to run instead of "
                               "--config's model.")
+_RUNTIME = flags.DEFINE_enum("runtime", "jax", ("jax", "onnx"), "predict --bundle: run the "
+                             "bundle's jax.export function or its model.onnx (onnxruntime).")
 _DRAW_MIN_SCORE = flags.DEFINE_float("draw_min_score", 0.3, "predict: poses scoring below are "
                                      "not drawn (predictions.json keeps them).")
 
@@ -143,7 +150,7 @@ def mode_train(config, with_eval: bool = False) -> str:
 
 def mode_export(config) -> str:
   return export.run_export(config, _WORKDIR.value, _EXPORT_DIR.value or "",
-                           _EXPORT_PLATFORMS.value).summary()
+                           _EXPORT_PLATFORMS.value, _EXPORT_ONNX.value).summary()
 
 
 def mode_predict(config) -> str:
@@ -156,7 +163,8 @@ def mode_predict(config) -> str:
     raise app.UsageError("--mode=predict writes under --output_dir or WORKDIR/predict")
   return predict.predict_mode(config, _BUNDLE.value, _IMAGES.value, out_dir, _BOXES.value,
                               _ANNOTATIONS.value, _WORKDIR.value, _DRAW_MIN_SCORE.value,
-                              _DETECTOR.value, _VIDEO.value, _DET_EVERY.value).summary()
+                              _DETECTOR.value, _VIDEO.value, _DET_EVERY.value,
+                              _RUNTIME.value).summary()
 
 
 MODES = {"summary": mode_summary, "data": mode_data, "eval": mode_eval, "sweep": mode_sweep,
@@ -185,6 +193,9 @@ def run(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   config = _CONFIG.value
+  if _RUNTIME.value != "jax" and not (_MODE.value == "predict" and _BUNDLE.value):
+    raise app.UsageError(f"--runtime={_RUNTIME.value} runs an exported bundle: use it with "
+                         f"--mode=predict --bundle=DIR")
   if _MODE.value == "predict" and _BUNDLE.value:
     if config is not None:
       raise app.UsageError("--bundle replaces --config (the bundle holds its own config)")

@@ -8,6 +8,8 @@ A bundle (written by ``mipnet_jax.serve.export.export_bundle``, ``--mode=export`
     variables/    orbax checkpoint {'params', 'batch_stats'} (``checkpoints.save_variables``;
                   ``config.eval.checkpoint`` / ``init_from`` read it too)
     config.json   the experiment config (post-processing settings for the Predictor)
+    model.onnx    with ``--export_onnx``: the same function with the weights inside, for
+                  onnxruntime (serve/onnx_export.py); ``load_bundle(path, runtime="onnx")``
 
 The exported function:
 
@@ -33,7 +35,7 @@ numbers; the host warp keeps the exported model's crops identical to evaluation'
 difference from evaluation is the last step, heatmap -> image pixels, done in float32 on the
 device instead of float64 on the host (below 1e-3 px).
 
-    predict = load_bundle("runs/x/export")
+    predict = load_bundle("runs/x/export")                 # or runtime="onnx": no JAX used
     keypoints, scores = predict(image_rgb, boxes_xywh)     # [M, N, K, 2], [M, N, K]
 """
 
@@ -42,7 +44,6 @@ from __future__ import annotations
 import json
 import os
 
-import jax
 import numpy as np
 
 from mipnet_jax.core.geometry import box_to_center_scale, get_affine_transform
@@ -54,6 +55,8 @@ MANIFEST = "bundle.json"
 FUNCTION = "predict.jax"
 VARIABLES = "variables"
 CONFIG = "config.json"
+ONNX = "model.onnx"
+RUNTIMES = ("jax", "onnx")
 
 
 class BundleError(ValueError):
@@ -146,6 +149,7 @@ def read_manifest(path: str) -> dict:
 
 def _abstract(tree: dict):
   """bundle.json's variables tree ({name: subtree | {"shape", "dtype"}}) -> ShapeDtypeStructs."""
+  import jax
   if set(tree) == {"shape", "dtype"} and isinstance(tree["shape"], list):
     return jax.ShapeDtypeStruct(tuple(tree["shape"]), np.dtype(tree["dtype"]))
   return {k: _abstract(v) for k, v in tree.items()}
@@ -164,6 +168,7 @@ def load_variables(path: str, manifest: dict) -> dict:
 
 def load_function(path: str):
   """The deserialized ``jax.export.Exported`` of the bundle."""
+  import jax
   file = os.path.join(path, FUNCTION)
   if not os.path.isfile(file):
     raise BundleError(f"{file}: exported function not found")
@@ -171,10 +176,22 @@ def load_function(path: str):
     return jax.export.deserialize(bytearray(f.read()))
 
 
-def load_bundle(path: str) -> BoxPredictor:
+def load_bundle(path: str, runtime: str = "jax") -> BoxPredictor:
   """The bundle at ``path`` as a ``BoxPredictor``: ``predict(image_rgb, boxes)`` ->
-  (keypoints [M, N, K, 2], scores [M, N, K]). Needs neither flax nor the model code."""
+  (keypoints [M, N, K, 2], scores [M, N, K]). Needs neither flax nor the model code;
+  ``runtime="onnx"`` runs its model.onnx with onnxruntime and imports no JAX."""
+  if runtime not in RUNTIMES:
+    raise BundleError(f"{path}: runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
   manifest = read_manifest(path)
+  if runtime == "onnx":
+    from mipnet_jax.serve.onnx_runtime import onnx_crops_fn
+    if not manifest.get("onnx"):
+      raise BundleError(f"{path}: the bundle has no {ONNX} (export it with --export_onnx)")
+    try:
+      return BoxPredictor(onnx_crops_fn(os.path.join(path, manifest["onnx"])), manifest)
+    except ValueError as e:
+      raise BundleError(str(e)) from None
+  import jax
   exported = load_function(path)
   variables = load_variables(path, manifest)
   call = jax.jit(exported.call)

@@ -22,10 +22,11 @@ clipping are dropped.
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import cv2
 import numpy as np
+
+from mipnet_jax.serve.onnx_runtime import open_session
 
 PAD_VALUE = 114
 STRIDES = (8, 16, 32)
@@ -95,7 +96,8 @@ class OnnxDetector:
   Attributes:
     path: the .onnx file. score_threshold: boxes below are dropped. nms_iou: IoU of the NMS
     (raw layout). person_class: the class id of people. layout: one of LAYOUTS.
-    providers: onnxruntime execution providers (default: CPU).
+    providers: onnxruntime execution providers (default: CUDA when this onnxruntime has it,
+    then CPU).
   """
 
   path: str
@@ -103,20 +105,13 @@ class OnnxDetector:
   nms_iou: float = 0.45
   person_class: int = 0
   layout: str = "auto"
-  providers: tuple = ("CPUExecutionProvider",)
+  providers: tuple = ()
 
   def __post_init__(self):
-    import onnxruntime      # optional extra: pip install -e ".[onnx]"
     if self.layout not in LAYOUTS:
       raise ValueError(f"detector layout must be one of {', '.join(LAYOUTS)}, got "
                        f"{self.layout!r}")
-    if not os.path.isfile(self.path):
-      raise ValueError(f"{self.path}: detector file not found")
-    try:
-      self.session = onnxruntime.InferenceSession(self.path, providers=list(self.providers))
-    except Exception as e:  # noqa: BLE001  (onnxruntime raises its own exception types)
-      first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-      raise ValueError(f"{self.path}: not a usable ONNX model ({first})") from None
+    self.session = open_session(self.path, "detector", self.providers)
     inputs = self.session.get_inputs()
     shape = inputs[0].shape if len(inputs) == 1 else None
     if not shape or len(shape) != 4 or not all(isinstance(d, int) for d in shape[2:]):

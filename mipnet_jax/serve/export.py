@@ -43,8 +43,14 @@ def serving_function(config, model, num_instances: int):
   size: ``f(variables, crops, centers, scales) -> (keypoints, maxvals)``; the device decodes,
   so ``config.eval.decode`` must be "quarter"."""
   require_device_decode(config)
-  perm = inputs.model_meta(config).flip_permutation if config.eval.flip else None
-  return predict_step.image_joints_fn(model, num_instances, perm, tuple(config.data.heatmap_hw))
+  return predict_step.image_joints_fn(model, num_instances, flip_permutation(config),
+                                      tuple(config.data.heatmap_hw))
+
+
+def flip_permutation(config):
+  """The model joints' flip permutation when ``config.eval.flip`` tests flipped crops, else
+  None."""
+  return inputs.model_meta(config).flip_permutation if config.eval.flip else None
 
 
 def _tree_spec(tree) -> dict:
@@ -65,7 +71,7 @@ def make_manifest(config, variables: dict, num_instances: int, weights: str,
       num_keypoints=int(config.model.num_keypoints), color=config.data.color,
       box_padding=BOX_PADDING, flip=bool(config.eval.flip), decode="quarter",
       batch_size=int(config.eval.batch_size), platforms=list(platforms),
-      jax_version=jax.__version__,
+      jax_version=jax.__version__, onnx=None,
       inputs=["variables", "crops uint8 [b, h, w, 3]", "centers float32 [b, 2]",
               "scales float32 [b, 2]"],
       outputs=["keypoints float32 [b, N, K, 2] image (x, y)", "maxvals float32 [b, N, K]"],
@@ -85,9 +91,11 @@ def export_function(model, variables: dict, config, num_instances: int,
 
 
 def export_bundle(config, model, variables: dict, out_dir: str, weights: str = "",
-                  platforms: tuple[str, ...] | None = None) -> dict[str, str]:
+                  platforms: tuple[str, ...] | None = None,
+                  with_onnx: bool = False) -> dict[str, str]:
   """Writes the bundle of ``model`` with ``variables`` to the new or empty folder
-  ``out_dir``; returns its files by kind (function, variables, manifest, config)."""
+  ``out_dir``; returns its files by kind (function, variables, manifest, config and, with
+  ``with_onnx``, onnx: serve/onnx_export.py's model.onnx)."""
   if os.path.exists(out_dir) and os.listdir(out_dir):
     raise ValueError(f"{out_dir}: export folder exists and is not empty (remove it or pass "
                      f"another --export_dir)")
@@ -102,8 +110,15 @@ def export_bundle(config, model, variables: dict, out_dir: str, weights: str = "
   with open(paths["function"], "wb") as f:
     f.write(exported.serialize())
   checkpoints.save_variables(paths["variables"], variables)
+  manifest = make_manifest(config, variables, n, weights, exported.platforms)
+  if with_onnx:
+    from mipnet_jax.serve import onnx_export    # needs the onnx package (the onnx extra)
+    paths["onnx"] = os.path.join(out_dir, bundle.ONNX)
+    onnx_export.export_onnx(config, model, variables, n, flip_permutation(config),
+                            paths["onnx"])
+    manifest["onnx"] = bundle.ONNX
   with open(paths["manifest"], "w") as f:
-    json.dump(make_manifest(config, variables, n, weights, exported.platforms), f, indent=1)
+    json.dump(manifest, f, indent=1)
   with open(paths["config"], "w") as f:
     f.write(config.to_json(indent=1))
   return paths
@@ -112,24 +127,26 @@ def export_bundle(config, model, variables: dict, out_dir: str, weights: str = "
 @dataclasses.dataclass(frozen=True)
 class ExportResult:
   """A written bundle: its files, the weights it holds, the platforms it was lowered for
-  and the serialized function's size."""
+  and the serialized function's size (and model.onnx's, 0 without it)."""
 
   paths: dict[str, str]
   weights: str
   platforms: tuple[str, ...]
   function_bytes: int
+  onnx_bytes: int = 0
 
   def summary(self) -> str:
-    """One JSON line: bundle folder, weights, platforms, function size."""
+    """One JSON line: bundle folder, weights, platforms, function and ONNX sizes."""
     return json.dumps(dict(bundle=os.path.dirname(self.paths["manifest"]), weights=self.weights,
-                           platforms=list(self.platforms), function_bytes=self.function_bytes))
+                           platforms=list(self.platforms), function_bytes=self.function_bytes,
+                           onnx_bytes=self.onnx_bytes))
 
 
 def run_export(config, workdir: str | None, export_dir: str = "",
-               platforms: str = "") -> ExportResult:
+               platforms: str = "", with_onnx: bool = False) -> ExportResult:
   """``--mode=export``: the bundle of the configured checkpoint (``resolve_checkpoint``)
   under ``export_dir`` (default WORKDIR/export); ``platforms`` a comma list (cpu, cuda, rocm,
-  tpu; default this JAX's backend)."""
+  tpu; default this JAX's backend); ``with_onnx``: model.onnx too (``--export_onnx``)."""
   out_dir = export_dir or (os.path.join(workdir, "export") if workdir else "")
   if not out_dir:
     raise ValueError("--mode=export writes under --export_dir or WORKDIR/export: pass one")
@@ -139,6 +156,8 @@ def run_export(config, workdir: str | None, export_dir: str = "",
     logging.warning("exporting FRESHLY INITIALISED weights (no config.eval.checkpoint and no "
                     "checkpoint in --workdir): the bundle predicts nothing useful")
   names = tuple(p.strip() for p in platforms.split(",") if p.strip()) or None
-  paths = export_bundle(config, loaded.model, loaded.variables, out_dir, loaded.weights, names)
+  paths = export_bundle(config, loaded.model, loaded.variables, out_dir, loaded.weights, names,
+                        with_onnx)
   return ExportResult(paths, loaded.weights, tuple(bundle.read_manifest(out_dir)["platforms"]),
-                      os.path.getsize(paths["function"]))
+                      os.path.getsize(paths["function"]),
+                      os.path.getsize(paths["onnx"]) if with_onnx else 0)

@@ -215,11 +215,12 @@ def run_predict(predictor: Predictor, images: str, out_dir: str, boxes: str = ""
 def predict_mode(config, bundle_dir: str | None, images: str, out_dir: str, boxes: str = "",
                  annotations: str = "", workdir: str | None = None,
                  draw_min_score: float = 0.3, detector: str = "", video: str = "",
-                 det_every: int = 5):
+                 det_every: int = 5, runtime: str = "jax"):
   """``--mode=predict`` with ``config``'s model (``resolve_checkpoint``) or, when ``config`` is
   None, the bundle at ``bundle_dir``; ``detector``: an ONNX person detector giving the
   boxes, a named one (serve/detector_zoo.py, fetched on first use) or a file; ``video``: a
-  video file instead of ``images`` (serve/video.py; detection every ``det_every`` frames).
+  video file instead of ``images`` (serve/video.py; detection every ``det_every`` frames);
+  ``runtime``: the bundle's jax.export function or its model.onnx (onnxruntime).
   Cheap input checks run first: a bad glob, detection file or detector fails before the
   model loads. Returns a ``PredictResult`` or, for a video, a ``VideoResult``."""
   check_box_sources(boxes, bool(detector), bool(video))
@@ -234,8 +235,9 @@ def predict_mode(config, bundle_dir: str | None, images: str, out_dir: str, boxe
     from mipnet_jax.serve.detector_zoo import resolve_detector
     found = OnnxDetector(resolve_detector(detector))
   if config is None:
-    configure_cpu_xla(bundle.read_manifest(bundle_dir)["architecture"])
-    predictor = Predictor.from_bundle(bundle_dir)
+    if runtime == "jax":
+      configure_cpu_xla(bundle.read_manifest(bundle_dir)["architecture"])
+    predictor = Predictor.from_bundle(bundle_dir, runtime)
   else:
     predictor = Predictor.from_config(config, resolve_checkpoint(config, workdir))
   if video:

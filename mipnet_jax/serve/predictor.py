@@ -1,6 +1,6 @@
 """The Python API: RGB image + boxes -> merged poses of every person.
 
-    predictor = Predictor.from_config(config, checkpoint)     # or Predictor.from_bundle(dir)
+    predictor = Predictor.from_config(config, checkpoint)     # or .from_bundle(dir[, "onnx"])
     poses = predictor(image_rgb, boxes_xywh)                  # boxes None: the whole image
     canvas = predictor.draw(image_rgb, poses)
     predictor.detector = OnnxDetector("person.onnx")          # boxes None: its boxes instead
@@ -86,9 +86,10 @@ class Predictor:
                loaded.weights)
 
   @classmethod
-  def from_bundle(cls, path: str) -> Predictor:
-    """An exported bundle (bundle.load_bundle) with its config's post-processing."""
-    boxes_fn = bundle.load_bundle(path)
+  def from_bundle(cls, path: str, runtime: str = "jax") -> Predictor:
+    """An exported bundle (bundle.load_bundle; ``runtime="onnx"``: its model.onnx under
+    onnxruntime) with its config's post-processing."""
+    boxes_fn = bundle.load_bundle(path, runtime)
     with open(os.path.join(path, bundle.CONFIG)) as f:
       config = json.load(f)
     return cls(boxes_fn, inputs.model_meta(config), PostprocessSpec.from_eval(

@@ -1,0 +1,78 @@
+"""The networks written as ONNX nodes (serve/onnx_models.py) against the flax models:
+onnxruntime's heatmaps equal ``predict_instances``'s within 1e-4 of their scale (std) for HRNet
+and SimpleBaseline, N = 1 and 2, batch 1 and 3 (one graph, dynamic batch), the MIMB variants
+(only-embed ablation, the authors' binary lambda code at N = 3), and the export refuses what it
+cannot write. The weights are ``conditioned_variables`` (conftest: why)."""
+
+import jax
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime", reason="the onnx extra (onnxruntime) is not installed")
+import onnxruntime  # noqa: E402
+
+from conftest import conditioned_variables  # noqa: E402
+from mipnet_jax.serve import onnx_export  # noqa: E402
+
+HW = (64, 64)
+BASELINE = (False, False, False, False)
+
+
+def run_network(model, variables, n, images):
+  proto = onnx_export.network_model(model, variables, n, HW)
+  session = onnxruntime.InferenceSession(proto.SerializeToString(),
+                                         providers=["CPUExecutionProvider"])
+  return [session.run(None, {"images": images[:b].transpose(0, 3, 1, 2)})[0]
+          for b in (1, 3)]
+
+
+def setup(tiny_model, arch, n, seed, **fields):
+  """(model, conditioned variables, images [3, H, W, 3])."""
+  model, variables = tiny_model(arch, n=n, image_hw=HW, **fields)
+  images = np.random.default_rng(seed).normal(size=(3, *HW, 3)).astype(np.float32)
+  return model, conditioned_variables(model, variables, images, n), images
+
+
+def jax_heatmaps(model, variables, n, images):
+  fn = jax.jit(lambda v, x: model.apply(v, x, n, method=model.predict_instances))
+  return np.asarray(fn(variables, images)).transpose(0, 1, 4, 2, 3)   # [B, N, K, h, w]
+
+
+@pytest.mark.parametrize("arch", ["hrnet", "simple_baseline"])
+@pytest.mark.parametrize("n", [1, 2])
+def test_network_equals_predict_instances(tiny_model, arch, n):
+  model, variables, images = setup(tiny_model, arch, n, 1,
+                                   **({} if n == 2 else dict(mimb_slots=BASELINE)))
+  want = jax_heatmaps(model, variables, n, images)
+  assert want.shape == (3, n, 17, 16, 16)
+  scale = want.std()
+  for got in run_network(model, variables, n, images):
+    assert got.shape == (len(got), n, 17, 16, 16)
+    np.testing.assert_allclose(got, want[:len(got)], rtol=0, atol=1e-4 * scale)
+  if n == 2:        # lambda matters: the two instances differ far beyond the tolerance
+    assert np.abs(want[:, 0] - want[:, 1]).max() > 100 * 1e-4 * scale
+
+
+@pytest.mark.parametrize("fields", [dict(mimb_only_embed=True),
+                                    dict(n=3, lambda_code="binary", lambda_dim=2)],
+                         ids=["only_embed", "binary_n3"])
+def test_mimb_variants(tiny_model, fields):
+  fields = dict(fields)
+  n = fields.pop("n", 2)
+  model, variables, images = setup(tiny_model, "hrnet", n, 2, **fields)
+  want = jax_heatmaps(model, variables, n, images)
+  got = run_network(model, variables, n, images)[1]
+  np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * want.std())
+
+
+def test_refuses_what_it_cannot_write(tiny_model):
+  model, variables = tiny_model("hrnet", n=1, image_hw=HW, mimb_slots=BASELINE)
+  with pytest.raises(ValueError, match="a model without MIMB predicts one instance, asked "
+                                       "for 2"):
+    onnx_export.network_model(model, variables, 2, HW)
+  with pytest.raises(ValueError, match=r"HRNet needs an input \(h, w\) divisible by 32"):
+    onnx_export.network_model(model, variables, 1, (64, 48))
+  broken = dict(variables, params={k: v for k, v in variables["params"].items()
+                                   if k != "transition2"})
+  with pytest.raises(Exception, match="transition2"):     # flax names the missing module
+    onnx_export.network_model(model, broken, 1, HW)
