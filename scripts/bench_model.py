@@ -8,8 +8,11 @@ For each model it measures, with compile time reported apart:
     once, lambda head on 2B rows), images (boxes) per second;
   * a full training step (forward, JointsMSE loss, backward, Adam update, BN statistics)
     for the baseline and for MIPNet N=2 (both lambda of every image in the batch).
-When PyTorch is installed (``pip install -e '.[torch]'``), the same architectures written
-in PyTorch (tests/oracles/torch_reference.py) are timed in the same run and the ratios printed.
+When onnxruntime is installed (``pip install -e '.[onnx]'``), the ONNX export of the same
+network (serve/onnx_export.py ``network_model``, same weights) is timed for inference too, with
+its largest difference from JAX's heatmaps. When PyTorch is installed (``pip install -e
+'.[torch]'``), the same architectures written in PyTorch (tests/oracles/torch_reference.py) are
+timed in the same run and the ratios printed.
 Each model runs in its own process, with the XLA flags that mipnet_jax.runtime chooses for
 its architecture (XLA reads them once per process). Prints a table and, last, one JSON line.
 """
@@ -73,6 +76,32 @@ def bench_inference(model, variables, images, n, iters, warmup):
   return {"compile_s": compile_s, "img_per_s": images.shape[0] / sec}
 
 
+def bench_onnx(model, variables, images, n, iters, warmup):
+  """onnxruntime (CPU, all optimisations) on the exported network: img/s, export + session
+  seconds, and the largest difference from JAX's heatmaps in units of their std."""
+  try:
+    import onnxruntime
+    from mipnet_jax.serve import onnx_export
+  except ImportError:
+    return None
+  t0 = time.perf_counter()
+  proto = onnx_export.network_model(model, variables, n, images.shape[1:3])
+  session = onnxruntime.InferenceSession(proto.SerializeToString(),
+                                         providers=["CPUExecutionProvider"])
+  build_s = time.perf_counter() - t0
+  feed = {"images": np.ascontiguousarray(np.asarray(images).transpose(0, 3, 1, 2))}
+  for _ in range(warmup):
+    got = session.run(None, feed)[0]
+  t0 = time.perf_counter()
+  for _ in range(iters):
+    got = session.run(None, feed)[0]
+  sec = (time.perf_counter() - t0) / iters
+  want = np.asarray(model.apply(variables, images, n, method=model.predict_instances))
+  want = want.transpose(0, 1, 4, 2, 3)
+  return {"compile_s": build_s, "img_per_s": images.shape[0] / sec,
+          "max_err_in_std": float(np.abs(got - want).max() / want.std())}
+
+
 def bench_train(model, variables, images, n, iters, warmup):
   """One step on B images x N instances (rows lambda-major), trunk shared by the N rows."""
   b = images.shape[0]
@@ -132,6 +161,8 @@ def run_worker(a) -> dict:
         jax.random.key(0), images[:1], jnp.zeros((1, m.lambda_dim)), train=False))()
     if f"infer{n}" not in skip:
       row[f"infer_n{n}"] = bench_inference(model, variables, images, n, a.iters, a.warmup)
+      if not a.no_onnx and a.dtype == "float32":
+        row[f"onnx_n{n}"] = bench_onnx(model, variables, images, n, a.iters, a.warmup)
     if f"train{n}" not in skip:
       row[f"train_n{n}"] = bench_train(model, variables, images, n, a.iters, a.warmup)
   if not a.no_torch:
@@ -148,6 +179,7 @@ def main():
   p.add_argument("--iters", type=int, default=5)
   p.add_argument("--warmup", type=int, default=1)
   p.add_argument("--no_torch", action="store_true", help="skip the PyTorch side-by-side")
+  p.add_argument("--no_onnx", action="store_true", help="skip the onnxruntime side-by-side")
   p.add_argument("--skip", default="", help="comma list of infer1,infer2,train1,train2")
   p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
   a = p.parse_args()
@@ -162,8 +194,7 @@ def main():
         f"--{k}={v}" for k, v in (("batch", a.batch), ("image_hw", a.image_hw),
                                    ("dtype", a.dtype), ("iters", a.iters),
                                    ("warmup", a.warmup), ("skip", a.skip))]
-    if a.no_torch:
-      argv.append("--no_torch")
+    argv += [f"--{k}" for k in ("no_torch", "no_onnx") if getattr(a, k)]
     out = subprocess.run(argv, capture_output=True, text=True)
     if out.returncode:
       sys.exit(f"benchmark of {name} failed:\n{out.stderr[-3000:]}")
@@ -174,19 +205,26 @@ def main():
 
 
 def _print_row(name, row):
+  """One block per model: img/s of JAX, ONNX Runtime and PyTorch side by side, the ratios
+  to PyTorch, N=2 / N=1, and the ONNX heatmaps' largest difference from JAX's."""
   torch = row.get("torch") or {}
-  print(f"\n{name}: img/s (compile s)   torch img/s   ratio jax/torch")
-  for key, ref in (("infer_n1", "infer"), ("infer_n2", None), ("train_n1", "train"),
-                   ("train_n2", None)):
-    if key not in row:
+  print(f"\n{name}: img/s (compile s)  JAX          ONNX Runtime   PyTorch   JAX/PT  ORT/PT  "
+        f"ORT err/std")
+  for kind, n in (("infer", 1), ("infer", 2), ("train", 1), ("train", 2)):
+    r = row.get(f"{kind}_n{n}")
+    if r is None:
       continue
-    r = row[key]
-    t = torch.get(ref) if ref else None
-    extra = f"{t:10.2f}   {r['img_per_s'] / t:6.2f}x" if t else ""
-    if key.endswith("n2") and key.replace("n2", "n1") in row:
-      base = row[key.replace("n2", "n1")]["img_per_s"]
-      extra = f"   N=2 / N=1 = {r['img_per_s'] / base:.2f}x"
-    print(f"  {key:9s} {r['img_per_s']:8.2f} ({r['compile_s']:5.1f})  {extra}")
+    o = row.get(f"onnx_n{n}") if kind == "infer" else None
+    t = torch.get(kind) if n == 1 else None
+    cells = [f"{r['img_per_s']:7.2f} ({r['compile_s']:5.1f})",
+             f"{o['img_per_s']:7.2f} ({o['compile_s']:4.1f})" if o else " " * 14,
+             f"{t:8.2f}" if t else " " * 8,
+             f"{r['img_per_s'] / t:5.2f}x" if t else " " * 6,
+             f"{o['img_per_s'] / t:5.2f}x" if (o and t) else " " * 6,
+             f"{o['max_err_in_std']:.1e}" if o else ""]
+    if n == 2 and f"{kind}_n1" in row:
+      cells.append(f"N=2/N=1 {r['img_per_s'] / row[f'{kind}_n1']['img_per_s']:.2f}x (JAX)")
+    print(f"  {kind} N={n}       " + "  ".join(cells))
 
 
 if __name__ == "__main__":

@@ -90,12 +90,14 @@ def test_run_export_result(load_config, tmp_path):
   assert bundle.read_manifest(folder)["weights"] == checkpoint
   assert json.loads(done.summary()) == {"bundle": folder, "weights": checkpoint,
                                         "platforms": ["cpu"],
-                                        "function_bytes": done.function_bytes}
+                                        "function_bytes": done.function_bytes, "onnx_bytes": 0}
+  assert bundle.read_manifest(folder)["onnx"] is None and "onnx" not in done.paths
 
 
 def test_export_result_summary_is_one_json_line():
   result = export.ExportResult(
       {"function": "/b/predict.jax", "variables": "/b/variables", "manifest": "/b/bundle.json",
-       "config": "/b/config.json"}, "runs/x/checkpoints/7", ("cpu", "cuda"), 170_000)
+       "config": "/b/config.json"}, "runs/x/checkpoints/7", ("cpu", "cuda"), 170_000, 9_000)
   assert result.summary() == ('{"bundle": "/b", "weights": "runs/x/checkpoints/7", '
-                              '"platforms": ["cpu", "cuda"], "function_bytes": 170000}')
+                              '"platforms": ["cpu", "cuda"], "function_bytes": 170000, '
+                              '"onnx_bytes": 9000}')

@@ -91,10 +91,11 @@ def test_cli_export_then_predict_with_the_bundle_on_a_whole_image(served_model, 
                                                                    tmp_path):
   checkpoint = served_model[1]
   done = _main(f"--config=configs/{CONFIG}.py:quick", f"--config.eval.checkpoint={checkpoint}",
-               "--mode=export", f"--workdir={tmp_path}")
+               "--mode=export", f"--workdir={tmp_path}", "--export_onnx")
   assert done.returncode == 0, done.stderr
   line = json.loads(done.stdout.strip().splitlines()[-1])
   assert line["bundle"] == str(tmp_path / "export") and line["platforms"] == ["cpu"]
+  assert line["onnx_bytes"] == (tmp_path / "export" / "model.onnx").stat().st_size > 0
   done = _main(f"--bundle={tmp_path / 'export'}", "--mode=predict",
                f"--images={coco / '000000040083.jpg'}", f"--output_dir={tmp_path / 'out'}")
   assert done.returncode == 0, done.stderr
@@ -114,6 +115,18 @@ def test_cli_export_then_predict_with_the_bundle_on_a_whole_image(served_model, 
   np.testing.assert_allclose([r["keypoints"] for r in results], [w["keypoints"] for w in want],
                              rtol=1e-5, atol=1e-3)
   assert (tmp_path / "out" / "000000040083.png").is_file()
+  # The bundle's model.onnx under onnxruntime: the same poses within float32 rounding.
+  done = _main(f"--bundle={tmp_path / 'export'}", "--mode=predict", "--runtime=onnx",
+               f"--images={coco / '000000040083.jpg'}", f"--output_dir={tmp_path / 'onnx'}")
+  assert done.returncode == 0, done.stderr
+  onnx_results = json.loads((tmp_path / "onnx" / "predictions.json").read_text())
+  assert [r["lambda"] for r in onnx_results] == [r["lambda"] for r in results]
+  np.testing.assert_allclose([r["keypoints"] for r in onnx_results],
+                             [r["keypoints"] for r in results], rtol=1e-4, atol=1e-3)
+  done = _main(f"--config=configs/{CONFIG}.py:quick", "--mode=export", "--runtime=onnx",
+               f"--workdir={tmp_path / 'w'}")
+  assert done.returncode == 1 and "--runtime=onnx runs an exported bundle: use it with " \
+      "--mode=predict --bundle=DIR" in done.stderr
 
 
 def test_cli_bad_inputs_are_one_line_errors(coco, tmp_path):
