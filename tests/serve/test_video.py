@@ -19,13 +19,14 @@ HW = (160, 256)
 FRAMES = 60
 
 
-def walking_clip(path, frames: int = FRAMES, seed: int = 0):
-  """Writes an MP4 of ``frames`` frames; returns the true joints [frames, 3, 17, 2] of the
-  walkers A (left to right), B (right to left; they cross mid-clip) and C (standing)."""
+def walking_clip(path, frames: int = FRAMES, seed: int = 0, fourcc: str = "mp4v"):
+  """Writes a video (MP4 with ``fourcc`` mp4v) of ``frames`` frames; returns the true joints
+  [frames, 3, 17, 2] of the walkers A (left to right), B (right to left; they cross
+  mid-clip) and C (standing)."""
   rng = np.random.default_rng(seed)
   background = scene.make_background(rng, HW)
   people = [scene.make_figure(rng, 110.0) for _ in range(3)]
-  writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (HW[1], HW[0]))
+  writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), 10, (HW[1], HW[0]))
   joints = []
   for t in np.linspace(0, 1, frames):
     centers = [(40 + 140 * t, 85), (180 - 140 * t, 90), (232, 80)]
@@ -106,6 +107,27 @@ def test_video_errors_are_one_line(predictor, tmp_path):
     video.run_video(predictor, str(tmp_path / "text.mp4"), str(tmp_path / "o"))
   with pytest.raises(ValueError, match="--det_every must be >= 1, got 0"):
     video.run_video(predictor, str(tmp_path / "text.mp4"), str(tmp_path / "o"), det_every=0)
+
+
+def test_undecodable_frames_are_skipped_counted_and_kept_in_order(predictor, tmp_path):
+  """A motion-JPEG clip whose frames 7 and 12 lost their JPEG data: the run goes on, their
+  JSONL lines say ``skipped``, the summary counts them, the other 18 frames have poses."""
+  walking_clip(tmp_path / "walk.avi", frames=20, fourcc="MJPG")
+  data = bytearray((tmp_path / "walk.avi").read_bytes())
+  starts = [i for i in range(len(data) - 2) if data[i:i + 3] == b"\xff\xd8\xff"]
+  assert len(starts) == 20                                  # one JPEG per frame
+  for k in (7, 12):
+    data[starts[k]:starts[k] + 400] = bytes(400)
+  (tmp_path / "walk.avi").write_bytes(bytes(data))
+  done = video.run_video(predictor, str(tmp_path / "walk.avi"), str(tmp_path / "out"),
+                         show_progress=False)
+  lines = [json.loads(x) for x in open(done.paths["jsonl"]).read().splitlines()]
+  assert [x["frame"] for x in lines] == list(range(20))
+  assert [x["frame"] for x in lines if x.get("skipped")] == [7, 12]
+  assert all(x["poses"] for x in lines if not x.get("skipped"))
+  assert done.frames == 18 and done.skipped == {"undecodable frame": 2}
+  assert json.loads(open(done.paths["summary"]).read())["skipped"] == {"undecodable frame": 2}
+  assert int(cv2.VideoCapture(done.paths["video"]).get(cv2.CAP_PROP_FRAME_COUNT)) == 18
 
 
 def test_video_with_a_detector_detects_every_k_frames(predictor, tmp_path):
