@@ -3,11 +3,13 @@ JSONL file.
 
 Boxes per frame: the person detector's (``--detector``) on every ``det_every``-th frame and
 whenever no person is being followed; in between, the tight boxes (serve/tracking.py
-``pose_box``) of the previous frame's poses scoring at least ``follow_min_score``. Without a
+``pose_box``) of the previous frame's poses scoring at least ``follow_min_score``, each with
+the score of the box its pose came from (a followed box's pose scores as on the detected
+frame instead of compounding its score frame after frame). Without a
 detector every frame is one box. Poses get track ids (serve/tracking.py). Written under the
 output folder: ``<stem>.mp4`` (the frames with the poses, each labelled with its track id),
 ``<stem>.jsonl`` (one line per frame: ``{"frame", "poses": [{"track_id", "lambda",
-"score", "box", "keypoints"}]}``) and ``<stem>_summary.json``. A frame that cannot be
+"score", "box", "keypoints"}]}``; ``track_id`` null for a weak pose no track took) and ``<stem>_summary.json``. A frame that cannot be
 decoded is skipped and counted (its JSONL line has ``"skipped": true``); a progress line
 shows frames/s and the ETA.
 """
@@ -56,13 +58,13 @@ def _frame_boxes(predictor: Predictor, detector, image: np.ndarray, index: int,
   return None, None
 
 
-def _annotate(predictor: Predictor, image: np.ndarray, poses: list, ids: list[int],
+def _annotate(predictor: Predictor, image: np.ndarray, poses: list, ids: list,
               min_score: float) -> np.ndarray:
   """The RGB frame with its poses and their track ids drawn."""
   canvas = predictor.draw(image, poses, min_score)
   for k, (pose, track) in enumerate(zip(poses, ids)):
     seen = pose.keypoints[pose.keypoints[:, 2] > predictor.spec.in_vis_thre]
-    if pose.score < min_score or not len(seen):
+    if track is None or pose.score < min_score or not len(seen):
       continue
     at = (int(seen[:, 0].mean()), int(max(seen[:, 1].min() - 18, 12)))
     cv2.putText(canvas, f"#{track}", at, cv2.FONT_HERSHEY_SIMPLEX, 0.6,
@@ -102,8 +104,9 @@ def run_video(predictor: Predictor, video: str, out_dir: str, detector=None,
       image = np.ascontiguousarray(frame[..., ::-1])
       boxes, scores = _frame_boxes(predictor, detector, image, index, det_every, followed)
       poses = predictor(image, boxes, scores) if boxes is None or len(boxes) else []
-      ids = tracker.update(index, [p.keypoints for p in poses], [p.box for p in poses])
-      followed = [(box, p.score) for p in poses if p.score >= follow_min_score
+      ids = tracker.update(index, [p.keypoints for p in poses], [p.box for p in poses],
+                           [p.score for p in poses])
+      followed = [(box, p.box_score) for p in poses if p.score >= follow_min_score
                   and (box := pose_box(p.keypoints, image.shape[:2],
                                        predictor.spec.in_vis_thre)) is not None]
       if writer is None:

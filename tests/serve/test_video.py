@@ -12,32 +12,17 @@ import numpy as np
 import pytest
 
 from mipnet_jax.core.meta import COCO
-from mipnet_jax.data import synthetic_scene as scene
+from mipnet_jax.data import synthetic_clip
 from mipnet_jax.serve import tracking, video
 
-HW = (160, 256)
+HW = synthetic_clip.CLIP_HW
 FRAMES = 60
 
 
 def walking_clip(path, frames: int = FRAMES, seed: int = 0, fourcc: str = "mp4v"):
-  """Writes a video (MP4 with ``fourcc`` mp4v) of ``frames`` frames; returns the true joints
-  [frames, 3, 17, 2] of the walkers A (left to right), B (right to left; they cross
-  mid-clip) and C (standing)."""
-  rng = np.random.default_rng(seed)
-  background = scene.make_background(rng, HW)
-  people = [scene.make_figure(rng, 110.0) for _ in range(3)]
-  writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), 10, (HW[1], HW[0]))
-  joints = []
-  for t in np.linspace(0, 1, frames):
-    centers = [(40 + 140 * t, 85), (180 - 140 * t, 90), (232, 80)]
-    placed = [scene.place(p, c, HW) for p, c in zip(people, centers)]
-    image = background.copy()
-    for fig in placed:
-      scene.draw_figure(image, fig)
-    writer.write(image)
-    joints.append([fig.joints for fig in placed])
-  writer.release()
-  return np.asarray(joints)
+  """The clip (data/synthetic_clip.py) written to ``path``; its true joints [frames, 3, 17,
+  2] of A, B (they cross mid-clip) and C (standing apart)."""
+  return synthetic_clip.walking_clip(str(path), frames, seed, fourcc).joints
 
 
 def test_tracker_keeps_the_ids_of_people_who_do_not_cross(tmp_path):
@@ -74,6 +59,36 @@ def test_tracker_matching_by_hand():
   far[:, 0] += 200.0
   assert tracker.update(1, [far, near], [box, box]) == [2, 1]
   assert tracker.update(5, [base], [box]) == [3]           # tracks 1, 2 unseen for 4 frames
+
+
+def test_tracker_scores_echoes_and_priority():
+  """Weak unmatched poses start no track; a confident pose close to a tracked one of the same
+  frame (another box's lambda finding that person) is an echo and starts none either; a
+  confident pose wins its track over a weak pose with a higher OKS."""
+  base = np.zeros((17, 3))
+  base[:, 0], base[:, 1], base[:, 2] = np.arange(17) * 3.0, 50.0, 1.0
+  box = np.array([0, 0, 60, 100], np.float32)
+  tracker = tracking.PoseTracker(COCO.sigmas, min_oks=0.3, new_track_min_score=0.3)
+  far = base.copy()
+  far[:, 0] += 200.0
+  assert tracker.update(0, [base, far], [box, box], [0.9, 0.2]) == [1, None]
+  echo = base.copy()
+  echo[:, 1] += 2.0                                         # OKS with base ~0.97
+  other = base.copy()
+  other[:, 0] += 100.0
+  assert tracker.update(1, [base, echo, other], [box] * 3, [0.9, 0.8, 0.8]) == [1, None, 2]
+  near, nearer = base.copy(), base.copy()
+  near[:, 0] += 3.0
+  nearer[:, 0] += 0.5
+  assert tracker.update(2, [nearer, near], [box, box], [0.1, 0.9]) == [None, 1]
+
+
+def test_pose_box_follows_the_joints_expanded_as_rtmlib():
+  kp = np.array([[100, 40, 0.9], [140, 120, 0.8], [500, 500, 0.1]], np.float64)
+  np.testing.assert_allclose(tracking.pose_box(kp, HW, 0.2), [95, 30, 50, 100])  # x 1.25
+  np.testing.assert_allclose(tracking.pose_box(kp[:1], HW, 0.2), [96, 36, 8, 8])  # min side
+  edge = np.array([[2, 150, 1.0], [30, 158, 1.0]])
+  np.testing.assert_allclose(tracking.pose_box(edge, HW, 0.2), [0, 149, 33.5, 10])  # clipped
   assert tracking.pose_box(np.zeros((17, 3)), HW, 0.2) is None
 
 
@@ -84,9 +99,10 @@ def test_video_mode_writes_every_frame(predictor, tmp_path):
   lines = [json.loads(x) for x in open(done.paths["jsonl"]).read().splitlines()]
   assert [x["frame"] for x in lines] == list(range(FRAMES)) and done.frames == FRAMES
   assert done.poses == sum(len(x["poses"]) for x in lines) > 0
-  assert all(isinstance(p["track_id"], int) and p["lambda"] in (0, 1) and
-             len(p["keypoints"]) == 51 for x in lines for p in x["poses"])
-  assert done.tracks == max(p["track_id"] for x in lines for p in x["poses"])
+  assert all((p["track_id"] is None or isinstance(p["track_id"], int)) and
+             p["lambda"] in (0, 1) and len(p["keypoints"]) == 51
+             for x in lines for p in x["poses"])
+  assert done.tracks == max(p["track_id"] or 0 for x in lines for p in x["poses"])
   capture = cv2.VideoCapture(done.paths["video"])
   assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == FRAMES
   ok, frame = capture.read()
