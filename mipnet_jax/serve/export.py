@@ -6,7 +6,8 @@ weights are the orbax checkpoint that evaluation and fine-tuning read as well, a
 file serves every checkpoint of the architecture. The price is that the loader needs the
 variables' tree, which bundle.json stores (shape and dtype of every array), so loading needs
 orbax but not flax or the model code. The batch dimension is symbolic
-(``jax.export.symbolic_shape("b")``).
+(``jax.export.symbolic_shape("b")``). With ``--export_onnx`` the bundle also holds model.onnx,
+the same function with the weights inside (serve/onnx_export.py).
 """
 
 from __future__ import annotations
