@@ -224,7 +224,9 @@ def _experiment(arch: str, dataset: str, data: dict, evals: dict, image_hw: tupl
       model, num_keypoints=data["num_keypoints"],
       mimb_slots=(False, False, True, True),   # the authors' SE_MODULES
       mimb_reduce=4, mimb_only_embed=False, lambda_code="one_hot",
-      dtype="bfloat16" if opts["bf16"] else "float32"))
+      dtype="bfloat16" if opts["bf16"] else "float32",
+      # auto: XLA:CPU's convolution forms on CPU, XLA's own on GPU / TPU (models/conv_kernels.py)
+      conv_impl="auto"))
 
   c.data = ml_collections.ConfigDict(dict(
       name=dataset, root=data["root"], train_ann=data["train_ann"], val_ann=data["val_ann"],

@@ -8,6 +8,13 @@ fast convolution path of XLA:CPU (measured in scripts/bench_model.py and bench_t
 * ``conv_pointwise``: a 1x1 convolution whose two gradients are GEMMs on the NHWC layout.
 * ``conv_general_dilated``: the ``conv_general_dilated`` that ``nn.Conv`` is given, routing
   1x1 and stride-2 convolutions to the two above.
+
+These are XLA:CPU speed devices. ``conv_for(impl)`` / ``conv_transpose_for(impl)`` choose per
+model (``config.model.conv_impl``): ``cpu`` always uses them, ``xla`` never (XLA's own
+convolutions and gradients; the transposed convolution as an input-dilated convolution), and
+``auto`` (default) decides per backend when the function is lowered
+(``jax.lax.platform_dependent``: the CPU forms on CPU, XLA's on GPU and TPU; a function
+exported for several platforms carries both).
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
+CONV_IMPLS = ("auto", "xla", "cpu")
 
 
 def _conv_nhwc(x, w, strides, padding):
@@ -147,3 +155,48 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
         rhs_dilation=rhs_dilation, dimension_numbers=dimension_numbers,
         feature_group_count=feature_group_count, **kwargs)
   return conv_stride2(lhs, rhs, padding[0][0])
+
+
+def conv_transpose_stride2_xla(x: jax.Array, kernel: jax.Array, pad: int) -> jax.Array:
+  """``conv_transpose_stride2`` as XLA writes it: a stride-1 convolution of the input dilated
+  by 2 with the spatially flipped kernel (padding k - 1 - pad). Same arguments; returns
+  [B, 2H + k - 2 - 2 pad, 2W + k - 2 - 2 pad, Co] (2H x 2W for k = 4, pad = 1)."""
+  k = kernel.shape[0]
+  edge = (k - 1 - pad, k - 1 - pad)
+  return jax.lax.conv_general_dilated(x, kernel[::-1, ::-1], (1, 1), (edge, edge),
+                                      lhs_dilation=(2, 2), dimension_numbers=_NHWC)
+
+
+def _check_impl(impl: str) -> None:
+  if impl not in CONV_IMPLS:
+    raise ValueError(f"config.model.conv_impl must be one of {', '.join(CONV_IMPLS)}, got "
+                     f"{impl!r}")
+
+
+def conv_for(impl: str):
+  """The ``conv_general_dilated`` that ``nn.Conv`` gets for ``impl`` (module docstring)."""
+  _check_impl(impl)
+  if impl == "cpu":
+    return conv_general_dilated
+  if impl == "xla":
+    return jax.lax.conv_general_dilated
+
+  def auto(lhs, rhs, window_strides, padding, **kwargs):
+    return jax.lax.platform_dependent(
+        lhs, rhs,
+        cpu=lambda a, b: conv_general_dilated(a, b, window_strides, padding, **kwargs),
+        default=lambda a, b: jax.lax.conv_general_dilated(a, b, window_strides, padding,
+                                                           **kwargs))
+  return auto
+
+
+def conv_transpose_for(impl: str):
+  """``f(x, kernel, pad)``: the stride-2 transposed convolution for ``impl``."""
+  _check_impl(impl)
+  if impl == "cpu":
+    return conv_transpose_stride2
+  if impl == "xla":
+    return conv_transpose_stride2_xla
+  return lambda x, kernel, pad: jax.lax.platform_dependent(
+      x, kernel, cpu=lambda a, b: conv_transpose_stride2(a, b, pad),
+      default=lambda a, b: conv_transpose_stride2_xla(a, b, pad))

@@ -74,6 +74,13 @@ def _walk(jaxpr, in_transposed: bool, cost: Cost) -> None:
       macs = _dot_macs(eqn)
       cost.macs += macs
       cost.paper += macs
+    if name == "cond":   # e.g. platform_dependent's per-backend kernels: the costliest branch
+      branches = [Cost() for _ in eqn.params["branches"]]
+      for branch, sub in zip(branches, eqn.params["branches"]):
+        _walk(sub.jaxpr, transposed, branch)
+      cost.macs += max(b.macs for b in branches)
+      cost.paper += max(b.paper for b in branches)
+      continue
     for sub in _sub_jaxprs(eqn):
       _walk(sub, transposed, cost)
 

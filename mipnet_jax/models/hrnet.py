@@ -32,15 +32,16 @@ class HRStem(nn.Module):
 
   width: int = 64
   dtype: Dtype = jnp.float32
+  conv_impl: str = "auto"
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    d, s = self.dtype, self.width
-    x = nn.relu(BatchNorm(dtype=d, name="bn1")(conv(s, 3, 2, dtype=d, name="conv1")(x),
+    d, s, i = self.dtype, self.width, self.conv_impl
+    x = nn.relu(BatchNorm(dtype=d, name="bn1")(conv(s, 3, 2, dtype=d, name="conv1", impl=i)(x),
                                                 train=train))
-    x = nn.relu(BatchNorm(dtype=d, name="bn2")(conv(s, 3, 2, dtype=d, name="conv2")(x),
+    x = nn.relu(BatchNorm(dtype=d, name="bn2")(conv(s, 3, 2, dtype=d, name="conv2", impl=i)(x),
                                                 train=train))
-    return ResLayer(s, 4, dtype=d, name="layer1")(x, train=train)
+    return ResLayer(s, 4, dtype=d, conv_impl=i, name="layer1")(x, train=train)
 
 
 class Transition(nn.Module):
@@ -53,6 +54,7 @@ class Transition(nn.Module):
   in_channels: tuple[int, ...]
   out_channels: tuple[int, ...]
   dtype: Dtype = jnp.float32
+  conv_impl: str = "auto"
 
   @nn.compact
   def __call__(self, xs: Sequence[jax.Array], *, train: bool) -> tuple[jax.Array, ...]:
@@ -68,7 +70,8 @@ class Transition(nn.Module):
         n = i + 1 - n_in
         steps = tuple((c_out if j == n - 1 else c_last, 2, True) for j in range(n))
         src = xs[-1]
-      outs.append(ConvBNChain(steps, dtype=self.dtype, name=f"branch{i}")(src, train=train))
+      outs.append(ConvBNChain(steps, dtype=self.dtype, conv_impl=self.conv_impl,
+                              name=f"branch{i}")(src, train=train))
     return tuple(outs)
 
 
@@ -78,10 +81,11 @@ class FuseUp(nn.Module):
   features: int
   factor: int
   dtype: Dtype = jnp.float32
+  conv_impl: str = "auto"
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    x = conv(self.features, 1, dtype=self.dtype, name="conv")(x)
+    x = conv(self.features, 1, dtype=self.dtype, name="conv", impl=self.conv_impl)(x)
     x = BatchNorm(dtype=self.dtype, name="bn")(x, train=train)
     return upsample_nearest(x, self.factor)
 
@@ -95,14 +99,16 @@ class HRModule(nn.Module):
   num_blocks: int = 4
   multi_scale_output: bool = True
   dtype: Dtype = jnp.float32
+  conv_impl: str = "auto"
 
   @nn.compact
   def __call__(self, xs: Sequence[jax.Array], *, train: bool) -> tuple[jax.Array, ...]:
-    d, ch = self.dtype, self.channels
+    d, ch, impl = self.dtype, self.channels, self.conv_impl
     ys = []
     for b, x in enumerate(xs):
       for k in range(self.num_blocks):
-        x = BasicBlock(ch[b], dtype=d, name=f"branch{b}_block{k}")(x, train=train)
+        x = BasicBlock(ch[b], dtype=d, conv_impl=impl, name=f"branch{b}_block{k}")(
+            x, train=train)
       ys.append(x)
     if len(ys) == 1:
       return tuple(ys)
@@ -111,11 +117,12 @@ class HRModule(nn.Module):
       total = None
       for j, y in enumerate(ys):
         if j > i:
-          y = FuseUp(ch[i], 2 ** (j - i), dtype=d, name=f"fuse{i}_{j}")(y, train=train)
+          y = FuseUp(ch[i], 2 ** (j - i), dtype=d, conv_impl=impl, name=f"fuse{i}_{j}")(
+              y, train=train)
         elif j < i:
           steps = tuple((ch[i] if s == i - j - 1 else ch[j], 2, s != i - j - 1)
                         for s in range(i - j))
-          y = ConvBNChain(steps, dtype=d, name=f"fuse{i}_{j}")(y, train=train)
+          y = ConvBNChain(steps, dtype=d, conv_impl=impl, name=f"fuse{i}_{j}")(y, train=train)
         total = y if total is None else total + y
       outs.append(nn.relu(total))
     return tuple(outs)
@@ -129,13 +136,14 @@ class HRStage(nn.Module):
   num_blocks: int = 4
   multi_scale_output: bool = True
   dtype: Dtype = jnp.float32
+  conv_impl: str = "auto"
 
   @nn.compact
   def __call__(self, xs: Sequence[jax.Array], *, train: bool) -> tuple[jax.Array, ...]:
     for m in range(self.num_modules):
       multi = self.multi_scale_output or m < self.num_modules - 1
       xs = HRModule(self.channels, self.num_blocks, multi, dtype=self.dtype,
-                    name=f"module{m}")(xs, train=train)
+                    conv_impl=self.conv_impl, name=f"module{m}")(xs, train=train)
     return xs
 
 
@@ -164,13 +172,15 @@ class HRNet(TopDownNet):
   def setup(self):
     c = tuple(self.width * 2 ** i for i in range(4))
     d, m2, m3, m4 = self.dtype, *self.stage_modules
-    stage = functools.partial(HRStage, num_blocks=self.num_blocks, dtype=d)
-    self.stem = HRStem(self.stem_width, dtype=d)
-    self.transition1 = Transition((4 * self.stem_width,), c[:2], dtype=d)
+    stage = functools.partial(HRStage, num_blocks=self.num_blocks, dtype=d,
+                              conv_impl=self.conv_impl)
+    transition = functools.partial(Transition, dtype=d, conv_impl=self.conv_impl)
+    self.stem = HRStem(self.stem_width, dtype=d, conv_impl=self.conv_impl)
+    self.transition1 = transition((4 * self.stem_width,), c[:2])
     self.stage2 = stage(c[:2], m2)
-    self.transition2 = Transition(c[:2], c[:3], dtype=d)
+    self.transition2 = transition(c[:2], c[:3])
     self.stage3 = stage(c[:3], m3)
-    self.transition3 = Transition(c[:3], c[:4], dtype=d)
+    self.transition3 = transition(c[:3], c[:4])
     self.stage4 = stage(c, m4, multi_scale_output=False)
     self._setup_head_parts()
 

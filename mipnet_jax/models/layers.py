@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
-from mipnet_jax.models.conv_kernels import conv_general_dilated, conv_transpose_stride2
+from mipnet_jax.models.conv_kernels import conv_for, conv_transpose_for
 
 Dtype = Any
 
@@ -28,12 +28,13 @@ TRANSPOSED_CONV_SCOPE = "transposed_conv_stride2"
 
 
 def conv(features: int, kernel: int, strides: int = 1, *, dtype: Dtype, name: str | None,
-         use_bias: bool = False) -> nn.Conv:
-  """A PyTorch-style ``Conv2d(k, stride, padding=k // 2)`` in NHWC."""
+         use_bias: bool = False, impl: str = "auto") -> nn.Conv:
+  """A PyTorch-style ``Conv2d(k, stride, padding=k // 2)`` in NHWC; ``impl`` one of
+  conv_kernels.CONV_IMPLS."""
   pad = kernel // 2
   return nn.Conv(features, (kernel, kernel), strides=(strides, strides),
                  padding=((pad, pad), (pad, pad)), use_bias=use_bias, dtype=dtype,
-                 kernel_init=conv_init, conv_general_dilated=conv_general_dilated, name=name)
+                 kernel_init=conv_init, conv_general_dilated=conv_for(impl), name=name)
 
 
 class BatchNorm(nn.Module):
@@ -85,11 +86,12 @@ class ConvBNChain(nn.Module):
 
   steps: tuple[tuple[int, int, bool], ...]
   dtype: Dtype = jnp.float32
+  conv_impl: str = "auto"
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     for j, (features, strides, relu) in enumerate(self.steps):
-      x = conv(features, 3, strides, dtype=self.dtype, name=f"conv{j}")(x)
+      x = conv(features, 3, strides, dtype=self.dtype, name=f"conv{j}", impl=self.conv_impl)(x)
       x = BatchNorm(dtype=self.dtype, name=f"bn{j}")(x, train=train)
       if relu:
         x = nn.relu(x)
@@ -103,16 +105,17 @@ class BasicBlock(nn.Module):
   strides: int = 1
   downsample: bool = False
   dtype: Dtype = jnp.float32
+  conv_impl: str = "auto"
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    d = self.dtype
-    y = conv(self.features, 3, self.strides, dtype=d, name="conv1")(x)
+    d, i = self.dtype, self.conv_impl
+    y = conv(self.features, 3, self.strides, dtype=d, name="conv1", impl=i)(x)
     y = nn.relu(BatchNorm(dtype=d, name="bn1")(y, train=train))
-    y = conv(self.features, 3, dtype=d, name="conv2")(y)
+    y = conv(self.features, 3, dtype=d, name="conv2", impl=i)(y)
     y = BatchNorm(dtype=d, name="bn2")(y, train=train)
     if self.downsample:
-      x = conv(self.features, 1, self.strides, dtype=d, name="downsample_conv")(x)
+      x = conv(self.features, 1, self.strides, dtype=d, name="downsample_conv", impl=i)(x)
       x = BatchNorm(dtype=d, name="downsample_bn")(x, train=train)
     return nn.relu(y + x)
 
@@ -124,20 +127,21 @@ class Bottleneck(nn.Module):
   strides: int = 1
   downsample: bool = False
   dtype: Dtype = jnp.float32
+  conv_impl: str = "auto"
   expansion: int = 4
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    d = self.dtype
-    y = conv(self.planes, 1, dtype=d, name="conv1")(x)
+    d, i = self.dtype, self.conv_impl
+    y = conv(self.planes, 1, dtype=d, name="conv1", impl=i)(x)
     y = nn.relu(BatchNorm(dtype=d, name="bn1")(y, train=train))
-    y = conv(self.planes, 3, self.strides, dtype=d, name="conv2")(y)
+    y = conv(self.planes, 3, self.strides, dtype=d, name="conv2", impl=i)(y)
     y = nn.relu(BatchNorm(dtype=d, name="bn2")(y, train=train))
-    y = conv(self.planes * self.expansion, 1, dtype=d, name="conv3")(y)
+    y = conv(self.planes * self.expansion, 1, dtype=d, name="conv3", impl=i)(y)
     y = BatchNorm(dtype=d, name="bn3")(y, train=train)
     if self.downsample:
       x = conv(self.planes * self.expansion, 1, self.strides, dtype=d,
-               name="downsample_conv")(x)
+               name="downsample_conv", impl=i)(x)
       x = BatchNorm(dtype=d, name="downsample_bn")(x, train=train)
     return nn.relu(y + x)
 
@@ -149,6 +153,7 @@ class ResLayer(nn.Module):
   num_blocks: int
   strides: int = 1
   dtype: Dtype = jnp.float32
+  conv_impl: str = "auto"
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
@@ -156,14 +161,15 @@ class ResLayer(nn.Module):
       first = k == 0
       project = first and (self.strides != 1 or x.shape[-1] != self.planes * 4)
       x = Bottleneck(self.planes, self.strides if first else 1, project, dtype=self.dtype,
-                     name=f"block{k}")(x, train=train)
+                     conv_impl=self.conv_impl, name=f"block{k}")(x, train=train)
     return x
 
 
 class ConvTranspose4x4(nn.Module):
   """PyTorch ``ConvTranspose2d(k=4, stride=2, padding=1, bias=False)``, computed exactly.
 
-  The transposed convolution is evaluated in its sub-pixel form: each of the four output
+  With ``conv_impl`` "cpu" (and "auto" on CPU) the transposed convolution is evaluated in its
+  sub-pixel form: each of the four output
   phases (row parity a, column parity b) is an ordinary 2x2 convolution of the input with
   the matching taps of the same 4x4 kernel, and the phases are interleaved. This is the
   transposed convolution's true multiply-adds (no zeros of a dilated input) and stays on
@@ -177,12 +183,14 @@ class ConvTranspose4x4(nn.Module):
 
   features: int
   dtype: Dtype = jnp.float32
+  conv_impl: str = "auto"
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     kernel = self.param("kernel", conv_init, (4, 4, x.shape[-1], self.features), jnp.float32)
     with jax.named_scope(TRANSPOSED_CONV_SCOPE):
-      return conv_transpose_stride2(x.astype(self.dtype), kernel.astype(self.dtype), 1)
+      return conv_transpose_for(self.conv_impl)(x.astype(self.dtype), kernel.astype(self.dtype),
+                                                1)
 
 
 def upsample_nearest(x: jax.Array, factor: int) -> jax.Array:

@@ -32,10 +32,11 @@ class ResNetStem(nn.Module):
 
   features: int = 64
   dtype: Dtype = jnp.float32
+  conv_impl: str = "auto"
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    x = conv(self.features, 7, 2, dtype=self.dtype, name="conv1")(x)
+    x = conv(self.features, 7, 2, dtype=self.dtype, name="conv1", impl=self.conv_impl)(x)
     x = nn.relu(BatchNorm(dtype=self.dtype, name="bn1")(x, train=train))
     return nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
 
@@ -46,11 +47,12 @@ class DeconvHead(nn.Module):
 
   features: tuple[int, ...] = (256, 256, 256)
   dtype: Dtype = jnp.float32
+  conv_impl: str = "auto"
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     for i, f in enumerate(self.features):
-      x = ConvTranspose4x4(f, dtype=self.dtype, name=f"deconv{i}")(x)
+      x = ConvTranspose4x4(f, dtype=self.dtype, conv_impl=self.conv_impl, name=f"deconv{i}")(x)
       x = nn.relu(BatchNorm(dtype=self.dtype, name=f"bn{i}")(x, train=train))
     return x
 
@@ -79,13 +81,13 @@ class SimpleBaseline(TopDownNet):
     if self.depth not in RESNET_BLOCKS:
       raise ValueError(f"SimpleBaseline depth must be one of {sorted(RESNET_BLOCKS)}, "
                        f"got {self.depth}")
-    d, w, blocks = self.dtype, self.base_width, RESNET_BLOCKS[self.depth]
-    self.stem = ResNetStem(w, dtype=d)
-    self.layer1 = ResLayer(w, blocks[0], 1, dtype=d)
-    self.layer2 = ResLayer(2 * w, blocks[1], 2, dtype=d)
-    self.layer3 = ResLayer(4 * w, blocks[2], 2, dtype=d)
-    self.layer4 = ResLayer(8 * w, blocks[3], 2, dtype=d)
-    self.deconv = DeconvHead(tuple(self.deconv_features), dtype=d)
+    d, w, blocks, i = self.dtype, self.base_width, RESNET_BLOCKS[self.depth], self.conv_impl
+    self.stem = ResNetStem(w, dtype=d, conv_impl=i)
+    self.layer1 = ResLayer(w, blocks[0], 1, dtype=d, conv_impl=i)
+    self.layer2 = ResLayer(2 * w, blocks[1], 2, dtype=d, conv_impl=i)
+    self.layer3 = ResLayer(4 * w, blocks[2], 2, dtype=d, conv_impl=i)
+    self.layer4 = ResLayer(8 * w, blocks[3], 2, dtype=d, conv_impl=i)
+    self.deconv = DeconvHead(tuple(self.deconv_features), dtype=d, conv_impl=i)
     self._setup_head_parts()
 
   def _segment(self, k: int, feats: Any, train: bool) -> Any:

@@ -37,6 +37,8 @@ class TopDownNet(nn.Module):
     lambda_dim / lambda_code: width and kind of the instance code (see mimb.py).
     mimb_reduce / mimb_only_embed: MIMB reduction r and the Table 11 ablation.
     dtype: compute dtype (params and BN statistics stay float32).
+    conv_impl: convolution kernels, one of conv_kernels.CONV_IMPLS ("auto": XLA:CPU's speed
+      forms on CPU, XLA's own convolutions on GPU / TPU; same parameters either way).
   """
 
   num_keypoints: int = 17
@@ -46,12 +48,14 @@ class TopDownNet(nn.Module):
   mimb_reduce: int = 4
   mimb_only_embed: bool = False
   dtype: Any = jnp.float32
+  conv_impl: str = "auto"
 
   def _setup_head_parts(self) -> None:
     """Creates ``final_layer`` (1x1 conv with bias, N(0, 0.001)) and the MIMB group of every
     enabled slot k, named ``{MIMB_PREFIX}{k+1}_mimb`` like the authors' ``*_se`` modules."""
     self._check_slots()
-    self.final_layer = conv(self.num_keypoints, 1, dtype=self.dtype, name=None, use_bias=True)
+    self.final_layer = conv(self.num_keypoints, 1, dtype=self.dtype, name=None, use_bias=True,
+                            impl=self.conv_impl)
     for k, on in enumerate(self.mimb_slots):
       if on:
         setattr(self, f"{self.MIMB_PREFIX}{k + 1}_mimb",

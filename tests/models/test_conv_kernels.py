@@ -90,3 +90,80 @@ def test_nn_conv_routing_equals_xla(k, strides, pad):
   ours = lambda x, w: conv_kernels.conv_general_dilated(   # noqa: E731
       x, w, strides, padding, dimension_numbers=NHWC)
   _assert_same_values_and_gradients(ours, _native(strides, pad), x, w)
+
+
+@pytest.mark.parametrize("k,pad", [(4, 1), (3, 1), (7, 3)])
+def test_xla_transposed_conv_equals_the_scatter_definition(k, pad):
+  rng = np.random.default_rng(10 + k)
+  x = rng.normal(size=(2, 5, 3, 4)).astype(np.float32)
+  w = rng.normal(size=(k, k, 4, 6)).astype(np.float32)
+  y = conv_kernels.conv_transpose_stride2_xla(jnp.asarray(x), jnp.asarray(w), pad)
+  want = _torch_conv_transpose(x, w, 2, pad)
+  size = (2 * 5 + k - 2 - 2 * pad, 2 * 3 + k - 2 - 2 * pad)
+  assert y.shape == (2, *size, 6)
+  np.testing.assert_allclose(np.asarray(y)[:, :10, :6], want[:, :size[0], :size[1]],
+                             atol=1e-4)
+
+
+def test_impl_choice_and_its_error():
+  assert conv_kernels.conv_for("cpu") is conv_kernels.conv_general_dilated
+  assert conv_kernels.conv_for("xla") is jax.lax.conv_general_dilated
+  assert conv_kernels.conv_transpose_for("xla") is conv_kernels.conv_transpose_stride2_xla
+  with pytest.raises(ValueError, match="config.model.conv_impl must be one of auto, xla, cpu, "
+                                       "got 'gpu'"):
+    conv_kernels.conv_for("gpu")
+
+
+def _lowered_convs(impl: str, platform: str) -> str:
+  """The StableHLO of one stride-2 conv's value and gradients under ``impl`` for ``platform``."""
+  conv = conv_kernels.conv_for(impl)
+  f = jax.jit(jax.grad(lambda x, w: jnp.sum(conv(x, w, (2, 2), ((1, 1), (1, 1)),
+                                                 dimension_numbers=NHWC) ** 2), (0, 1)))
+  args = (jax.ShapeDtypeStruct((2, 8, 6, 3), jnp.float32),
+          jax.ShapeDtypeStruct((3, 3, 3, 4), jnp.float32))
+  return jax.export.export(f, platforms=[platform])(*args).mlir_module()
+
+
+def test_auto_picks_the_cpu_forms_on_cpu_and_xla_elsewhere():
+  """A stride-2 conv's input gradient: the CPU form is four stride-1 convolutions (sub-pixel),
+  XLA's is one input-dilated convolution; auto lowers to the one of each platform."""
+  def dilated(text):
+    return text.count("lhs_dilate = [2, 2]")
+  counts = {(impl, p): _lowered_convs(impl, p).count("stablehlo.convolution")
+            for impl in ("auto", "cpu", "xla") for p in ("cpu", "cuda")}
+  assert counts[("auto", "cpu")] == counts[("cpu", "cpu")] == 6      # fwd + dw + 4 phases
+  assert counts[("auto", "cuda")] == counts[("xla", "cuda")] == 3    # fwd + dw + dx
+  assert dilated(_lowered_convs("auto", "cuda")) == 1
+  assert dilated(_lowered_convs("auto", "cpu")) == 0
+
+
+@pytest.mark.parametrize("arch", ["hrnet", "simple_baseline"])
+def test_models_give_the_same_values_and_gradients_with_either_kernels(tiny_model, arch):
+  """A training step's heatmaps and parameter gradients (MIPNet N=2, BN in train mode) with
+  the CPU forms and with XLA's own convolutions, same parameters: equal within float32
+  rounding (``conditioned_variables``: conftest says why)."""
+  from conftest import conditioned_variables
+  images = jax.random.normal(jax.random.key(5), (2, 64, 64, 3))
+  target = jax.random.uniform(jax.random.key(6), (2, 2, 16, 16, 17))
+  model, variables = tiny_model(arch, n=2, conv_impl="cpu")
+  variables = conditioned_variables(model, variables, images, 2)   # the same for both
+  out = {}
+  for impl in ("cpu", "xla"):
+    model, _ = tiny_model(arch, n=2, conv_impl=impl)
+
+    def loss(params, model=model):
+      heat, _ = model.apply(dict(variables, params=params), images, 2, train=True,
+                            method=model.instances, mutable=["batch_stats"])
+      return jnp.mean((heat - target) ** 2), heat
+    (_, heat), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(variables["params"])
+    out[impl] = heat, grads
+  (h_cpu, g_cpu), (h_xla, g_xla) = out["cpu"], out["xla"]
+  np.testing.assert_allclose(h_xla, h_cpu, rtol=0, atol=1e-4 * float(jnp.std(h_cpu)))
+  leaves_cpu, leaves_xla = jax.tree.leaves(g_cpu), jax.tree.leaves(g_xla)
+  assert len(leaves_cpu) == len(leaves_xla) > 100
+  scale = max(float(jnp.abs(a).max()) for a in leaves_cpu)
+  # Per leaf, within 1e-3 of its largest gradient; leaves whose true gradient is zero (a BN
+  # shift followed by a BN in train mode) hold rounding noise only, below 1e-5 of the largest.
+  for a, b in zip(leaves_cpu, leaves_xla):
+    np.testing.assert_allclose(b, a, rtol=0, atol=max(1e-3 * float(jnp.abs(a).max()),
+                                                     1e-5 * scale))
