@@ -156,7 +156,7 @@ def run_worker(a) -> dict:
   images = jax.random.normal(jax.random.key(0), (a.batch, *hw, 3), jnp.float32)
   row = {"xla_flags": os.environ.get("XLA_FLAGS", "")}
   for n in (1, 2):
-    model = build_model({**cfg, "dtype": a.dtype}, n)
+    model = build_model({**cfg, "dtype": a.dtype, "conv_impl": a.conv_impl}, n)
     variables = jax.jit(lambda m=model: m.init(
         jax.random.key(0), images[:1], jnp.zeros((1, m.lambda_dim)), train=False))()
     if f"infer{n}" not in skip:
@@ -178,6 +178,8 @@ def main():
   p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
   p.add_argument("--iters", type=int, default=5)
   p.add_argument("--warmup", type=int, default=1)
+  p.add_argument("--conv_impl", default="auto", choices=("auto", "xla", "cpu"),
+                 help="config.model.conv_impl (models/conv_kernels.py)")
   p.add_argument("--no_torch", action="store_true", help="skip the PyTorch side-by-side")
   p.add_argument("--no_onnx", action="store_true", help="skip the onnxruntime side-by-side")
   p.add_argument("--skip", default="", help="comma list of infer1,infer2,train1,train2")
@@ -193,6 +195,7 @@ def main():
     argv = [sys.executable, os.path.abspath(__file__), "--worker", f"--models={name}"] + [
         f"--{k}={v}" for k, v in (("batch", a.batch), ("image_hw", a.image_hw),
                                    ("dtype", a.dtype), ("iters", a.iters),
+                                   ("conv_impl", a.conv_impl),
                                    ("warmup", a.warmup), ("skip", a.skip))]
     argv += [f"--{k}" for k in ("no_torch", "no_onnx") if getattr(a, k)]
     out = subprocess.run(argv, capture_output=True, text=True)
@@ -201,7 +204,7 @@ def main():
     results[name] = json.loads(out.stdout.strip().splitlines()[-1])
     _print_row(name, results[name])
   print(json.dumps({"bench": "model", "batch": a.batch, "image_hw": a.image_hw,
-                    "dtype": a.dtype, "results": results}))
+                    "dtype": a.dtype, "conv_impl": a.conv_impl, "results": results}))
 
 
 def _print_row(name, row):

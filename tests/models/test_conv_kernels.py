@@ -141,21 +141,27 @@ def test_auto_picks_the_cpu_forms_on_cpu_and_xla_elsewhere():
 def test_models_give_the_same_values_and_gradients_with_either_kernels(tiny_model, arch):
   """A training step's heatmaps and parameter gradients (MIPNet N=2, BN in train mode) with
   the CPU forms and with XLA's own convolutions, same parameters: equal within float32
-  rounding (``conditioned_variables``: conftest says why)."""
+  rounding (``conditioned_variables``: conftest says why). And "auto" on CPU: XLA folds the
+  platform_dependent, so its compiled step has no conditional, the convolutions of "cpu" and
+  its numbers bit for bit (CPU speed unchanged)."""
   from conftest import conditioned_variables
   images = jax.random.normal(jax.random.key(5), (2, 64, 64, 3))
   target = jax.random.uniform(jax.random.key(6), (2, 2, 16, 16, 17))
   model, variables = tiny_model(arch, n=2, conv_impl="cpu")
-  variables = conditioned_variables(model, variables, images, 2)   # the same for both
-  out = {}
-  for impl in ("cpu", "xla"):
+  variables = conditioned_variables(model, variables, images, 2)   # the same for all
+  out, counts = {}, {}
+  for impl in ("cpu", "xla", "auto"):
     model, _ = tiny_model(arch, n=2, conv_impl=impl)
 
     def loss(params, model=model):
       heat, _ = model.apply(dict(variables, params=params), images, 2, train=True,
                             method=model.instances, mutable=["batch_stats"])
       return jnp.mean((heat - target) ** 2), heat
-    (_, heat), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(variables["params"])
+    compiled = jax.jit(jax.value_and_grad(loss, has_aux=True)).lower(
+        variables["params"]).compile()
+    text = compiled.as_text()
+    counts[impl] = (text.count("conditional"), text.count("convolution("))
+    (_, heat), grads = compiled(variables["params"])
     out[impl] = heat, grads
   (h_cpu, g_cpu), (h_xla, g_xla) = out["cpu"], out["xla"]
   np.testing.assert_allclose(h_xla, h_cpu, rtol=0, atol=1e-4 * float(jnp.std(h_cpu)))
@@ -167,3 +173,6 @@ def test_models_give_the_same_values_and_gradients_with_either_kernels(tiny_mode
   for a, b in zip(leaves_cpu, leaves_xla):
     np.testing.assert_allclose(b, a, rtol=0, atol=max(1e-3 * float(jnp.abs(a).max()),
                                                      1e-5 * scale))
+  assert counts["auto"] == counts["cpu"] and counts["auto"][0] == 0
+  assert counts["xla"] != counts["cpu"]
+  jax.tree.map(np.testing.assert_array_equal, out["auto"], out["cpu"])
