@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import re
 
-# Custom calls every backend implements (sharding annotations of jit / shard_map).
-PORTABLE_TARGETS = frozenset({"Sharding", "SPMDFullToShardShape", "SPMDShardToFullShape"})
+# Custom calls every backend implements: sharding annotations of jit / shard_map, and the
+# shape checks jax.export adds to a function with symbolic dimensions.
+PORTABLE_TARGETS = frozenset({"Sharding", "SPMDFullToShardShape", "SPMDShardToFullShape",
+                              "shape_assertion"})
 _TARGET = re.compile(r'stablehlo\.custom_call\s*@([\w.$-]+)|call_target_name\s*=\s*"([^"]+)"')
 _HOST = ("callback", "host")
 
