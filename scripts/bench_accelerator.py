@@ -22,7 +22,8 @@ device (data parallel over all devices):
 
 ``--batch_limits``: compiles the train step at two batch sizes more and, from the linear fit
 of its memory, prints the largest batch per device that fits 16, 32, 80 and 141 GiB (on paper:
-the compiler's buffer sizes, not a run). Ends with one JSON line.
+the compiler's buffer sizes, not a run; ``--limits_only`` skips the timing, so a CPU machine
+can plan). Ends with one JSON line.
 """
 
 from __future__ import annotations
@@ -228,6 +229,8 @@ def main():
   p.add_argument("--peak_tflops", type=float, default=None,
                  help="per-device peak for MFU (default: PEAK_TFLOPS by device kind)")
   p.add_argument("--batch_limits", action="store_true")
+  p.add_argument("--limits_only", action="store_true",
+                 help="only the batch limits (no timing): for planning on a CPU machine")
   a = p.parse_args()
   kind = jax.devices()[0].device_kind
   peak = device_peak_tflops(kind, a.peak_tflops)
@@ -239,6 +242,12 @@ def main():
       hw = tuple(int(v) for v in res.split("x"))
       for n in (int(v) for v in a.ns.split(",")):
         for dtype in a.dtypes.split(","):
+          if a.limits_only:
+            row = dict(model=arch, hw=list(hw), n=n, dtype=dtype,
+                       batch_limits=batch_limits(arch, hw, n, dtype))
+            print(f"{arch:10s} {res} N={n} {dtype:8s} limits {row['batch_limits']}")
+            rows.append(row)
+            continue
           row = bench_one(arch, hw, n, dtype, a.batch, a.iters, a.warmup, peak)
           if a.batch_limits:
             row["batch_limits"] = batch_limits(arch, hw, n, dtype)

@@ -141,16 +141,17 @@ def test_auto_picks_the_cpu_forms_on_cpu_and_xla_elsewhere():
 def test_models_give_the_same_values_and_gradients_with_either_kernels(tiny_model, arch):
   """A training step's heatmaps and parameter gradients (MIPNet N=2, BN in train mode) with
   the CPU forms and with XLA's own convolutions, same parameters: equal within float32
-  rounding (``conditioned_variables``: conftest says why). And "auto" on CPU: XLA folds the
-  platform_dependent, so its compiled step has no conditional, the convolutions of "cpu" and
-  its numbers bit for bit (CPU speed unchanged)."""
+  rounding (``conditioned_variables``: conftest says why). And "auto" on CPU (HRNet): XLA
+  folds the platform_dependent, so its compiled step has no conditional, the convolutions of
+  "cpu" and its numbers bit for bit (CPU speed unchanged)."""
   from conftest import conditioned_variables
   images = jax.random.normal(jax.random.key(5), (2, 64, 64, 3))
   target = jax.random.uniform(jax.random.key(6), (2, 2, 16, 16, 17))
   model, variables = tiny_model(arch, n=2, conv_impl="cpu")
   variables = conditioned_variables(model, variables, images, 2)   # the same for all
   out, counts = {}, {}
-  for impl in ("cpu", "xla", "auto"):
+  impls = ("cpu", "xla", "auto") if arch == "hrnet" else ("cpu", "xla")
+  for impl in impls:
     model, _ = tiny_model(arch, n=2, conv_impl=impl)
 
     def loss(params, model=model):
@@ -173,6 +174,7 @@ def test_models_give_the_same_values_and_gradients_with_either_kernels(tiny_mode
   for a, b in zip(leaves_cpu, leaves_xla):
     np.testing.assert_allclose(b, a, rtol=0, atol=max(1e-3 * float(jnp.abs(a).max()),
                                                      1e-5 * scale))
-  assert counts["auto"] == counts["cpu"] and counts["auto"][0] == 0
   assert counts["xla"] != counts["cpu"]
-  jax.tree.map(np.testing.assert_array_equal, out["auto"], out["cpu"])
+  if "auto" in out:
+    assert counts["auto"] == counts["cpu"] and counts["auto"][0] == 0
+    jax.tree.map(np.testing.assert_array_equal, out["auto"], out["cpu"])
