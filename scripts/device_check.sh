@@ -2,7 +2,8 @@
 # Device check for a machine with one GPU (or TPU) and only a JAX stack (jax, flax, optax,
 # numpy; no network): the accelerator benchmark, then 200 training steps of the quick synthetic
 # model from batches saved on the CPU machine, compared with the CPU's loss curve
-# (scripts/device_check.py). Under 8 minutes on one H100-class GPU.
+# (scripts/device_check.py). Sized to finish in under 8 minutes on one GPU (not yet run on one:
+# no session so far was lent an accelerator).
 #
 #   python scripts/device_check.py prepare        # first, on the CPU machine (full stack)
 #   bash scripts/device_check.sh                  # then, on the accelerator machine
