@@ -6,9 +6,9 @@ pose networks on random inputs, for whatever devices JAX sees (GPU, TPU; CPU for
         --dtypes=bfloat16 --batch=64 --iters=20
     python scripts/bench_accelerator.py --batch_limits    # + largest batch per memory size
 
-Imports only jax, flax, optax, numpy and ml_collections (through mipnet_jax.models and
-mipnet_jax.train.losses): no grain, tensorflow-datasets, pycocotools or cv2, so it runs on a
-machine that has only a JAX stack. Per (model, resolution, N, dtype), batch ``--batch`` per
+Imports only jax, flax, optax and numpy (with mipnet_jax.models and mipnet_jax.train.losses):
+no grain, tensorflow-datasets, pycocotools, cv2 or ml_collections, so it runs on a machine
+that has only a JAX stack (the lent GPU machines lack ml_collections too). Per (model, resolution, N, dtype), batch ``--batch`` per
 device (data parallel over all devices):
 
 * train step (forward of the trunk once and N lambda heads, JointsMSE, backward, Adam, BN

@@ -1,5 +1,5 @@
 """scripts/bench_accelerator.py on CPU with the tiny model, in a process where grain,
-tensorflow-datasets, pycocotools, cv2, TensorFlow and clu cannot be imported (the lent
+tensorflow-datasets, pycocotools, cv2, TensorFlow, clu and ml_collections cannot be imported (the lent
 accelerator machines have only a JAX stack): the table, and a JSON line whose MFU, memory and
 multiply-adds are consistent; the batch limits' arithmetic by hand."""
 
@@ -9,7 +9,8 @@ import sys
 
 from conftest import REPO_ROOT
 
-BLOCKED = ("grain", "tensorflow_datasets", "pycocotools", "cv2", "tensorflow", "clu")
+BLOCKED = ("grain", "tensorflow_datasets", "pycocotools", "cv2", "tensorflow", "clu",
+           "ml_collections")
 RUN = """
 import runpy, sys
 blocked = set(sys.argv[1].split(","))
