@@ -40,8 +40,8 @@ import optax
 
 from mipnet_jax.models.build import build_model
 from mipnet_jax.models.cost import count_cost
-from mipnet_jax.models.mimb import encode_lambda
-from mipnet_jax.train.losses import keypoint_mse
+from mipnet_jax.core.normalize import normalize
+from mipnet_jax.train.losses import instance_loss
 
 MODELS = {
     "hrnet_w32": dict(name="hrnet", width=32),
@@ -56,19 +56,12 @@ PEAK_TFLOPS = (("H200", 989.0), ("H100", 989.0), ("A100", 312.0), ("L40S", 362.0
                ("TPU v5p", 459.0), ("TPU v5 lite", 197.0), ("TPU v5e", 197.0),
                ("TPU v4", 275.0), ("TPU v3", 123.0))
 MEMORY_GIB = (16, 32, 80, 141)
-MEAN = np.array([0.485, 0.456, 0.406], np.float32) * 255
-STD = np.array([0.229, 0.224, 0.225], np.float32) * 255
 
 
 def device_peak_tflops(kind: str, override: float | None) -> float | None:
   if override:
     return override
   return next((peak for key, peak in PEAK_TFLOPS if key.lower() in kind.lower()), None)
-
-
-def _normalize(images):
-  """uint8 crops -> (x - mean) / std, as data/image.normalize (not imported: it needs cv2)."""
-  return (images.astype(jnp.float32) - MEAN) / STD
 
 
 def _timed(compiled, args, iters: int, warmup: int, carry: bool) -> float:
@@ -122,13 +115,8 @@ class Setup:
     self.tx = optax.adam(1e-3)
 
   def _loss(self, params, batch_stats, images, target):
-    heat, updates = self.model.apply({"params": params, "batch_stats": batch_stats},
-                                     _normalize(images), self.n, train=True,
-                                     method=self.model.instances, mutable=["batch_stats"])
-    b = heat.shape[0] * self.n
-    loss = keypoint_mse(heat.reshape(b, *heat.shape[2:]), target.reshape(b, *target.shape[2:]),
-                        jnp.ones((b, heat.shape[-1]), jnp.float32))
-    return loss, updates["batch_stats"]
+    weight = jnp.ones((*target.shape[:2], target.shape[-1]), jnp.float32)
+    return instance_loss(self.model, params, batch_stats, images, target, weight, self.n)
 
   def train_step(self):
     """(jitted step, its arguments): (params, batch_stats, opt_state, images, target)."""
@@ -148,7 +136,7 @@ class Setup:
     return fn, args
 
   def predict(self):
-    fn = jax.jit(lambda v, x: self.model.apply(v, _normalize(x), self.n,
+    fn = jax.jit(lambda v, x: self.model.apply(v, normalize(x), self.n,
                                                method=self.model.predict_instances))
     return fn, (self.variables, self.images)
 

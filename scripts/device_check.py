@@ -33,10 +33,8 @@ import optax
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from mipnet_jax.models.build import build_model  # noqa: E402
-from mipnet_jax.train.losses import keypoint_mse  # noqa: E402
+from mipnet_jax.train.losses import instance_loss  # noqa: E402
 
-MEAN = np.array([0.485, 0.456, 0.406], np.float32) * 255
-STD = np.array([0.229, 0.224, 0.225], np.float32) * 255
 FILE = "batches.npz"
 
 
@@ -46,14 +44,8 @@ def make_step(model, n: int, lr: float):
   tx = optax.adam(lr)
 
   def loss_fn(params, batch_stats, images, target, weight):
-    x = (images.astype(jnp.float32) - MEAN) / STD
-    heat, updates = model.apply({"params": params, "batch_stats": batch_stats}, x, n,
-                                train=True, method=model.instances, mutable=["batch_stats"])
-    rows = heat.shape[0] * n
-    loss = keypoint_mse(heat.reshape(rows, *heat.shape[2:]),
-                        target.astype(jnp.float32).reshape(rows, *target.shape[2:]),
-                        weight.reshape(rows, -1))
-    return loss, updates["batch_stats"]
+    return instance_loss(model, params, batch_stats, images, target.astype(jnp.float32),
+                         weight, n)
 
   @jax.jit
   def step(params, batch_stats, opt_state, images, target, weight):

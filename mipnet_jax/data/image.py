@@ -12,8 +12,6 @@ import os
 import cv2
 import numpy as np
 
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
 COLORS = ("rgb", "bgr")
 
 
@@ -66,9 +64,3 @@ def warp_crop(image: np.ndarray, trans: np.ndarray, input_hw: tuple[int, int]) -
   h, w = input_hw
   return cv2.warpAffine(image, trans, (int(w), int(h)), flags=cv2.INTER_LINEAR)
 
-
-def normalize(crop: np.ndarray) -> np.ndarray:
-  """uint8 [..., h, w, 3] -> float32 (x / 255 - ImageNet mean) / std, channel order unchanged
-  (the reference normalises BGR crops with the RGB statistics too). Takes numpy or jax
-  arrays: the pipeline ships uint8 crops and the train/predict steps normalise on device."""
-  return (crop.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD

@@ -5,7 +5,7 @@ batch carries every lambda of each image, as the authors' ``JointsLambdaDataset`
 Randomness comes only from the ``np.random.Generator`` grain derives from the pipeline seed and the record's position.
 
 What ships to the device, per sample (the batch adds a leading B):
-    image          [h, w, 3] uint8, RGB or BGR; normalised on the device (image.normalize)
+    image          [h, w, 3] uint8, RGB or BGR; normalised on the device (core/normalize.py)
     joints         [N, K, 3] float32 (x, y, vis) in input-crop pixels
     target_windows [N, K, 4] int32 Gaussian windows; codec.render_heatmaps draws the maps
     target_weight  [N, K] float32

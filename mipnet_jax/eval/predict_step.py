@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mipnet_jax.core import codec
-from mipnet_jax.data.image import normalize
+from mipnet_jax.core.normalize import normalize
 
 
 def flip_back(heatmaps: jax.Array, flip_permutation: np.ndarray) -> jax.Array:

@@ -5,7 +5,7 @@
 the JAX serving function (``predict_step.image_joints_fn``) one operation at a time:
 
 * ``normalize``: uint8 NHWC crops -> float32 NCHW ``(x / 255 - mean) / std``
-  (``data.image.normalize``);
+  (``core.normalize.normalize``);
 * ``with_mirror`` / ``flip_average``: the flip test (``predict_step.predict_heatmaps`` and
   ``flip_back``: mirror the width, exchange left/right channels, shift one column right);
 * ``decode_quarter``: argmax + quarter offset (``codec.decode_heatmaps``);
@@ -24,7 +24,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from mipnet_jax.core.geometry import PIXEL_STD
-from mipnet_jax.data.image import IMAGENET_MEAN, IMAGENET_STD
+from mipnet_jax.core.normalize import IMAGENET_MEAN, IMAGENET_STD
 
 OPSET = 17
 IR_VERSION = 8

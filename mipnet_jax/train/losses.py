@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
+
+from mipnet_jax.core.normalize import normalize
 
 
 def keypoint_mse(pred: jax.Array, target: jax.Array, weight: jax.Array) -> jax.Array:
@@ -24,3 +28,22 @@ def keypoint_mse(pred: jax.Array, target: jax.Array, weight: jax.Array) -> jax.A
   w = weight.astype(jnp.float32)[:, None, None, :]
   diff = (pred.astype(jnp.float32) - target.astype(jnp.float32)) * w
   return 0.5 * jnp.mean(jnp.square(diff))
+
+
+def instance_loss(model, params, batch_stats, images: jax.Array, target: jax.Array,
+                  weight: jax.Array, num_instances: int) -> tuple[jax.Array, Any]:
+  """(loss, new batch_stats) of the training forward pass: the trunk once per image, the
+  lambda head on the N x B (image, lambda) pairs, ``keypoint_mse`` over the pairs.
+
+  Args:
+    images: [B, h, w, 3] uint8 crops (normalised here, ``core.normalize``).
+    target: [B, N, h/4, w/4, K] heatmaps of the N instances.
+    weight: [B, N, K] target weights.
+  """
+  heat, updates = model.apply({"params": params, "batch_stats": batch_stats},
+                              normalize(images), num_instances, train=True,
+                              method=model.instances, mutable=["batch_stats"])
+  b, n, h, w, k = heat.shape
+  loss = keypoint_mse(heat.reshape(b * n, h, w, k), target.reshape(b * n, h, w, k),
+                      weight.reshape(b * n, k))
+  return loss, updates["batch_stats"]

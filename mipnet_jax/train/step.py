@@ -16,14 +16,12 @@ from typing import Any
 import flax
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from jax.sharding import Mesh
 
 from mipnet_jax.core.codec import render_heatmaps
-from mipnet_jax.data.image import normalize
 from mipnet_jax.models.load import init_variables
-from mipnet_jax.train.losses import keypoint_mse
+from mipnet_jax.train.losses import instance_loss
 from mipnet_jax.train.sharding import shardings
 
 
@@ -78,15 +76,11 @@ def loss_and_stats(model, params, batch_stats, batch: dict, num_instances: int,
                    sigma: float) -> tuple[jax.Array, Any]:
   """(loss, new batch_stats) of a batch: image [B,h,w,3] uint8, target_windows [B,N,K,4],
   target_weight [B,N,K]."""
-  heat, updates = model.apply({"params": params, "batch_stats": batch_stats},
-                              normalize(batch["image"]), num_instances, train=True,
-                              method=model.instances, mutable=["batch_stats"])
-  b, n, h, w, k = heat.shape
+  h, w = (s // 4 for s in batch["image"].shape[1:3])
   target = render_heatmaps(batch["target_windows"], batch["target_weight"], (h, w), sigma,
                            xp=jnp)
-  loss = keypoint_mse(heat.reshape(b * n, h, w, k), target.reshape(b * n, h, w, k),
-                      batch["target_weight"].reshape(b * n, k))
-  return loss, updates["batch_stats"]
+  return instance_loss(model, params, batch_stats, batch["image"], target,
+                       batch["target_weight"], num_instances)
 
 
 def train_step(state: TrainState, batch: dict, *, model, tx, num_instances: int,

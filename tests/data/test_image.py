@@ -39,17 +39,3 @@ def test_warp_crop_places_the_box_and_pads_with_zero():
   assert crop[32, 32, 0] == 200 and crop[2, 2, 0] == 0          # block centre, background
   far = geometry.get_affine_transform(np.array([0.0, 0.0]), s, 0.0, (64, 64))
   assert image.warp_crop(img, far, (64, 64))[:, :20].max() == 0   # outside: zero border
-
-
-def test_normalize():
-  crop = np.full((2, 2, 3), 255, np.uint8)
-  np.testing.assert_allclose(image.normalize(crop)[0, 0],
-                             (1 - np.array([0.485, 0.456, 0.406])) / [0.229, 0.224, 0.225],
-                             rtol=1e-6)
-
-
-def test_normalize_on_the_device_equals_the_host():
-  import jax.numpy as jnp
-  crop = np.random.default_rng(0).integers(0, 256, (2, 4, 3), dtype=np.uint8)
-  np.testing.assert_allclose(np.asarray(image.normalize(jnp.asarray(crop))),
-                             image.normalize(crop), rtol=1e-6, atol=1e-6)

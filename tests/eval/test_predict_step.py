@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mipnet_jax.core import codec, meta
-from mipnet_jax.data.image import normalize
+from mipnet_jax.core.normalize import normalize
 from mipnet_jax.eval import predict_step
 
 

@@ -20,7 +20,7 @@ import onnxruntime  # noqa: E402
 from conftest import REPO_ROOT, conditioned_variables  # noqa: E402
 from mipnet_jax.core import codec  # noqa: E402
 from mipnet_jax.core.meta import get_meta  # noqa: E402
-from mipnet_jax.data.image import normalize  # noqa: E402
+from mipnet_jax.core.normalize import normalize  # noqa: E402
 from mipnet_jax.eval import predict_step  # noqa: E402
 from mipnet_jax.serve import bundle, onnx_export  # noqa: E402
 from mipnet_jax.serve.predictor import Predictor  # noqa: E402

@@ -10,7 +10,7 @@ pytest.importorskip("onnxruntime", reason="the onnx extra (onnxruntime) is not i
 import onnxruntime  # noqa: E402
 
 from mipnet_jax.core import codec  # noqa: E402
-from mipnet_jax.data.image import normalize  # noqa: E402
+from mipnet_jax.core.normalize import normalize  # noqa: E402
 from mipnet_jax.eval import predict_step  # noqa: E402
 from mipnet_jax.serve import onnx_graph  # noqa: E402
 from mipnet_jax.serve.onnx_graph import Graph, value_info  # noqa: E402
