@@ -40,6 +40,7 @@ import optax
 
 from mipnet_jax.models.build import build_model
 from mipnet_jax.models.cost import count_cost
+from mipnet_jax.models.variables import random_variables
 from mipnet_jax.core.normalize import normalize
 from mipnet_jax.train.losses import instance_loss
 
@@ -49,6 +50,8 @@ MODELS = {
     "sbl_r50": dict(name="simple_baseline", depth=50),
     # the `:quick` widths, for smoke runs on CPU
     "tiny": dict(name="hrnet", width=8, stage_modules=(1, 1, 1), num_blocks=1, stem_width=16),
+    "tiny_sbl": dict(name="simple_baseline", depth=50, base_width=8,
+                     deconv_features=(16, 16, 16)),
 }
 # Dense bf16 peak TFLOP/s by device-kind substring (vendor datasheets); first match wins.
 PEAK_TFLOPS = (("H200", 989.0), ("H100", 989.0), ("A100", 312.0), ("L40S", 362.0),
@@ -102,10 +105,10 @@ class Setup:
     self.data = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
     self.repl = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
     self.global_batch = batch * len(devices)
-    lam = jnp.zeros((1, self.model.lambda_dim))
-    variables = jax.jit(lambda: self.model.init(jax.random.key(0), jnp.zeros((1, *hw, 3)),
-                                                lam, train=False), out_shardings=self.repl)()
-    self.variables = variables
+    # Random He-scaled weights from the host: no initialiser to compile (values do not
+    # change a step's cost).
+    self.host_variables = jax.device_get(random_variables(self.model, hw))
+    self.variables = jax.device_put(self.host_variables, self.repl)
     rng = np.random.default_rng(0)
     self.images = jax.device_put(
         rng.integers(0, 256, (self.global_batch, *hw, 3), np.uint8), self.data)
@@ -125,9 +128,9 @@ class Setup:
           params, batch_stats, images, target)
       updates, opt_state = self.tx.update(grads, opt_state, params)
       return optax.apply_updates(params, updates), batch_stats, opt_state, images, target
-    # Copies: the step donates its state, and predict() still needs the variables.
-    params, batch_stats = jax.tree.map(jnp.copy, (self.variables["params"],
-                                                  self.variables["batch_stats"]))
+    # Fresh copies from the host: the step donates its state, predict() keeps its own.
+    params, batch_stats = jax.device_put((self.host_variables["params"],
+                                          self.host_variables["batch_stats"]), self.repl)
     opt_state = jax.jit(self.tx.init, out_shardings=self.repl)(params)
     args = (params, batch_stats, opt_state, jnp.copy(self.images), jnp.copy(self.target))
     r, d = self.repl, self.data

@@ -33,6 +33,7 @@ import optax
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from mipnet_jax.models.build import build_model  # noqa: E402
+from mipnet_jax.models.variables import random_variables  # noqa: E402
 from mipnet_jax.train.losses import instance_loss  # noqa: E402
 
 FILE = "batches.npz"
@@ -61,8 +62,7 @@ def train_curve(model_fields: dict, n: int, hw, batches: dict, steps: int, lr: f
                 ) -> tuple[list[float], float]:
   """Losses of ``steps`` steps from seed 0 cycling the batches; and seconds per step."""
   model = build_model(model_fields, n)
-  variables = jax.jit(lambda: model.init(jax.random.key(0), jnp.zeros((1, *hw, 3)),
-                                         jnp.zeros((1, model.lambda_dim)), train=False))()
+  variables = random_variables(model, tuple(hw))   # the same numbers on every backend
   step, tx = make_step(model, n, lr)
   state = (variables["params"], variables["batch_stats"], tx.init(variables["params"]))
   count = len(batches["images"])

@@ -97,28 +97,9 @@ def load_oracle(name: str):
 # --- the one tiny model fixture ------------------------------------------------------------
 
 def random_variables(model, image_hw: tuple[int, int], seed: int = 0) -> dict:
-  """Variables shaped as ``model``'s init (jax.eval_shape, no compile): He-scaled kernels,
-  BN statistics near (0, 1), small biases, from numpy's generator ``seed``. Compiling the real
-  initialiser of even the tiny HRNet takes ~20 s on 2 cores; this takes milliseconds."""
-  import jax
-  import jax.numpy as jnp
-  import numpy as np
-
-  from mipnet_jax.models.load import abstract_variables
-
-  rng = np.random.default_rng(seed)
-
-  def leaf(path, x):
-    name = path[-1].key
-    if name == "kernel":
-      value = rng.normal(size=x.shape) * np.sqrt(2.0 / np.prod(x.shape[:-1]))
-    elif name in ("scale", "var"):
-      value = 1.0 + rng.uniform(0.0, 0.3, x.shape)
-    else:                                                  # bias, mean
-      value = rng.normal(scale=0.1, size=x.shape)
-    return jnp.asarray(value, x.dtype)
-
-  return jax.tree_util.tree_map_with_path(leaf, abstract_variables(model, tuple(image_hw)))
+  """``models.variables.random_variables`` (imported on use: conftest imports no JAX)."""
+  from mipnet_jax.models.variables import random_variables as make
+  return make(model, image_hw, seed)
 
 
 def conditioned_variables(model, variables: dict, images, num_instances: int,

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from mipnet_jax import checkpoints, experiments
-from mipnet_jax.models.load import abstract_variables
+from mipnet_jax.models.variables import abstract_variables
 
 HW = (64, 64)
 

@@ -12,7 +12,7 @@ import pytest
 
 from mipnet_jax.eval.protocol import make_protocol
 from mipnet_jax.models.build import build_model
-from mipnet_jax.models.load import abstract_variables
+from mipnet_jax.models.variables import abstract_variables
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 DOC = REPO_ROOT / "REPRODUCE.md"

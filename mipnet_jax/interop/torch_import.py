@@ -29,7 +29,7 @@ from flax import traverse_util
 from mipnet_jax import checkpoints
 from mipnet_jax.interop import torch_names
 from mipnet_jax.models.build import build_model
-from mipnet_jax.models.load import abstract_variables, fresh_variables
+from mipnet_jax.models.variables import abstract_variables, fresh_variables
 from mipnet_jax.models.topdown import TopDownNet
 
 KINDS = ("auto", "pose", "backbone")

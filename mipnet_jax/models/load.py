@@ -1,5 +1,5 @@
-"""The one place a model and its weights come from: build, abstract / fresh / restored
-variables, and which checkpoint a config means.
+"""The one place a model and its weights come from: build, fresh or restored variables
+(``models/variables.py`` holds the initialiser), and which checkpoint a config means.
 
     loaded = load_model(config, num_instances, resolve_checkpoint(config, workdir))
     loaded.model, loaded.variables, loaded.weights     # module, {'params', 'batch_stats'}, source
@@ -9,38 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any
-
 import jax
-import jax.numpy as jnp
 
 from mipnet_jax import checkpoints
 from mipnet_jax.models.build import build_model
+from mipnet_jax.models.variables import abstract_variables, init_variables
 from mipnet_jax.models.topdown import TopDownNet
 
 FRESH = "freshly initialised (no checkpoint)"
-
-
-def init_variables(model: TopDownNet, image_hw: tuple[int, int], rng: jax.Array) -> dict:
-  """Fresh variables {'params', 'batch_stats'} of ``model`` for inputs of size (h, w)
-  (traceable: the train state is created with it inside ``jit``)."""
-  images = jnp.zeros((1, *image_hw, 3), jnp.float32)
-  lam = jnp.zeros((1, model.lambda_dim), jnp.float32)
-  return model.init(rng, images, lam, train=False)
-
-
-def abstract_variables(model: TopDownNet, image_hw: tuple[int, int]) -> Any:
-  """Shapes of the model's variables (no compile, no memory): {'params', 'batch_stats'}."""
-  return jax.eval_shape(lambda: init_variables(model, image_hw, jax.random.key(0)))
-
-
-def fresh_variables(model: TopDownNet, image_hw: tuple[int, int], rng: jax.Array) -> dict:
-  """The values of ``init_variables(model, image_hw, rng)`` on the host, computed without
-  running the layers (flax ``lazy_init`` evaluates only the initialisers; no compile of the
-  network, seconds instead of ~20 s for HRNet on 2 cores)."""
-  images = jax.ShapeDtypeStruct((1, *image_hw, 3), jnp.float32)
-  lam = jax.ShapeDtypeStruct((1, model.lambda_dim), jnp.float32)
-  return jax.device_get(model.lazy_init(rng, images, lam, train=False))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from mipnet_jax.models.build import build_model
-from mipnet_jax.models.load import abstract_variables
+from mipnet_jax.models.variables import abstract_variables
 from mipnet_jax.models.cost import PAPER_UNIT, count_cost, xla_flops
 
 INSTANCE_COUNTS = (1, 2, 3, 4)

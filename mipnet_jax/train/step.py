@@ -20,7 +20,7 @@ import optax
 from jax.sharding import Mesh
 
 from mipnet_jax.core.codec import render_heatmaps
-from mipnet_jax.models.load import init_variables
+from mipnet_jax.models.variables import init_variables
 from mipnet_jax.train.losses import instance_loss
 from mipnet_jax.train.sharding import shardings
 

@@ -24,7 +24,7 @@ from flax import traverse_util
 from mipnet_jax import checkpoints, experiments
 from mipnet_jax.interop import torch_import, torch_names
 from mipnet_jax.models import build_model, encode_lambda
-from mipnet_jax.models.load import abstract_variables, fresh_variables
+from mipnet_jax.models.variables import abstract_variables, fresh_variables
 
 REPO = REPO_ROOT
 # (our arch, config arg, reference file, reference model). Baselines are N=1; the authors'

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from mipnet_jax.models import build_model, encode_lambda
-from mipnet_jax.models.load import abstract_variables
+from mipnet_jax.models.variables import abstract_variables
 from mipnet_jax.models.summary import count_params, mimb_param_count
 
 HW = (256, 192)

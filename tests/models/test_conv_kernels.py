@@ -137,21 +137,40 @@ def test_auto_picks_the_cpu_forms_on_cpu_and_xla_elsewhere():
   assert dilated(_lowered_convs("auto", "cpu")) == 0
 
 
+def test_auto_on_cpu_compiles_to_the_cpu_forms_bit_for_bit():
+  """XLA folds the platform_dependent: "auto"'s compiled gradient on CPU has no conditional,
+  the convolutions of "cpu" and its numbers bit for bit (CPU speed unchanged). A stride-2
+  conv and a transposed conv, the two layers whose forms differ."""
+  x = jax.random.normal(jax.random.key(0), (2, 8, 6, 3))
+  w = jax.random.normal(jax.random.key(1), (3, 3, 3, 4))
+  wt = jax.random.normal(jax.random.key(2), (4, 4, 4, 3))
+  out, texts = {}, {}
+  for impl in ("auto", "cpu"):
+    conv, convt = conv_kernels.conv_for(impl), conv_kernels.conv_transpose_for(impl)
+
+    def loss(x, w, wt, conv=conv, convt=convt):
+      y = conv(x, w, (2, 2), ((1, 1), (1, 1)), dimension_numbers=NHWC)
+      return jnp.sum(jnp.sin(convt(y, wt, 1)))
+    compiled = jax.jit(jax.value_and_grad(loss, (0, 1, 2))).lower(x, w, wt).compile()
+    texts[impl] = compiled.as_text()
+    out[impl] = compiled(x, w, wt)
+  assert texts["auto"].count("conditional") == 0
+  assert texts["auto"].count("convolution(") == texts["cpu"].count("convolution(") > 3
+  jax.tree.map(np.testing.assert_array_equal, out["auto"], out["cpu"])
+
+
 @pytest.mark.parametrize("arch", ["hrnet", "simple_baseline"])
 def test_models_give_the_same_values_and_gradients_with_either_kernels(tiny_model, arch):
   """A training step's heatmaps and parameter gradients (MIPNet N=2, BN in train mode) with
   the CPU forms and with XLA's own convolutions, same parameters: equal within float32
-  rounding (``conditioned_variables``: conftest says why). And "auto" on CPU (HRNet): XLA
-  folds the platform_dependent, so its compiled step has no conditional, the convolutions of
-  "cpu" and its numbers bit for bit (CPU speed unchanged)."""
+  rounding (``conditioned_variables``: conftest says why)."""
   from conftest import conditioned_variables
   images = jax.random.normal(jax.random.key(5), (2, 64, 64, 3))
   target = jax.random.uniform(jax.random.key(6), (2, 2, 16, 16, 17))
   model, variables = tiny_model(arch, n=2, conv_impl="cpu")
   variables = conditioned_variables(model, variables, images, 2)   # the same for all
   out, counts = {}, {}
-  impls = ("cpu", "xla", "auto") if arch == "hrnet" else ("cpu", "xla")
-  for impl in impls:
+  for impl in ("cpu", "xla"):
     model, _ = tiny_model(arch, n=2, conv_impl=impl)
 
     def loss(params, model=model):
@@ -175,6 +194,3 @@ def test_models_give_the_same_values_and_gradients_with_either_kernels(tiny_mode
     np.testing.assert_allclose(b, a, rtol=0, atol=max(1e-3 * float(jnp.abs(a).max()),
                                                      1e-5 * scale))
   assert counts["xla"] != counts["cpu"]
-  if "auto" in out:
-    assert counts["auto"] == counts["cpu"] and counts["auto"][0] == 0
-    jax.tree.map(np.testing.assert_array_equal, out["auto"], out["cpu"])

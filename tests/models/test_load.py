@@ -14,6 +14,7 @@ from conftest import tiny_checkpoint
 
 from mipnet_jax import checkpoints, experiments
 from mipnet_jax.models import load
+from mipnet_jax.models import variables as model_variables
 from mipnet_jax.models.build import build_model
 
 HW = (64, 64)
@@ -80,7 +81,7 @@ def fresh_reference():
   as load_model does: ~10 s on 2 cores the first time, cached per op afterwards)."""
   config = quick_config(seed=7)
   model = build_model(config.model, 2)
-  return config, model, load.init_variables(model, HW, jax.random.key(7))
+  return config, model, model_variables.init_variables(model, HW, jax.random.key(7))
 
 
 def test_no_checkpoint_gives_fresh_weights_of_the_config_seed(fresh_reference):
@@ -89,17 +90,17 @@ def test_no_checkpoint_gives_fresh_weights_of_the_config_seed(fresh_reference):
   assert loaded.weights == load.FRESH == "freshly initialised (no checkpoint)"
   assert loaded.model == model and loaded.model.lambda_dim == 2
   assert_same(loaded.variables, reference)
-  other = flat(load.init_variables(model, HW, jax.random.key(8)))   # the seed matters
+  other = flat(model_variables.init_variables(model, HW, jax.random.key(8)))   # the seed matters
   kernels = [k for k in other if k.endswith("['kernel']")]
   assert kernels and not any(np.array_equal(other[k], flat(reference)[k]) for k in kernels)
 
 
 def test_fresh_variables_equal_init_variables(fresh_reference):
   _, model, reference = fresh_reference
-  fresh = load.fresh_variables(model, HW, jax.random.key(7))
+  fresh = model_variables.fresh_variables(model, HW, jax.random.key(7))
   assert all(isinstance(x, np.ndarray) for x in jax.tree.leaves(fresh))    # on the host
   assert_same(fresh, reference)
-  abstract = load.abstract_variables(model, HW)
+  abstract = model_variables.abstract_variables(model, HW)
   assert jax.tree.map(lambda x: (x.shape, x.dtype), abstract) == jax.tree.map(
       lambda x: (x.shape, x.dtype), reference)
 
@@ -118,7 +119,7 @@ def test_a_training_run_loads_its_newest_step(tmp_path, tiny_model):
   _, variables = tiny_model("hrnet", image_hw=HW)
   model = build_model(config.model, 2)
   assert jax.tree.map(np.shape, variables) == jax.tree.map(
-      np.shape, load.abstract_variables(model, HW))       # the quick model is conftest's tiny one
+      np.shape, model_variables.abstract_variables(model, HW))       # the quick model is conftest's tiny one
   save_training_run(tmp_path / "run", variables)
   loaded = load.load_model(config, 2, load.resolve_checkpoint(config, str(tmp_path / "run")))
   assert loaded.weights == str(tmp_path / "run" / "checkpoints" / "5")

@@ -12,7 +12,7 @@ from mipnet_jax import experiments
 from mipnet_jax.models import summary
 from mipnet_jax.models.build import build_model
 from mipnet_jax.models.cost import PAPER_UNIT, count_cost
-from mipnet_jax.models.load import abstract_variables
+from mipnet_jax.models.variables import abstract_variables
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from mipnet_jax.core import portable
 from mipnet_jax.core.meta import get_meta
 from mipnet_jax.eval import predict_step
 from mipnet_jax.models.build import build_model
-from mipnet_jax.models.load import abstract_variables
+from mipnet_jax.models.variables import abstract_variables
 from mipnet_jax.train import step
 
 PLATFORMS = ("cuda", "tpu")
