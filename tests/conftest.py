@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import pathlib
+import shutil
+import tempfile
 
 import pytest
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+# One persistent XLA compilation cache per session, shared by the xdist workers and every
+# subprocess the tests start (the CLI, the scripts, the notebook and the multi-process runs
+# compile the same quick programs again and again). A key covers the program, the flags and
+# the devices, so a hit is the same executable. Made by the controlling process before the
+# workers start (they inherit the variable), removed at its exit.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  _XLA_CACHE = tempfile.mkdtemp(prefix="mipnet_jax_test_xla_cache_")
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = _XLA_CACHE
+  atexit.register(shutil.rmtree, _XLA_CACHE, True)
 
 
 def shared_data_dir() -> pathlib.Path:

@@ -14,7 +14,7 @@ import numpy as np
 
 from mipnet_jax.data import augment
 from mipnet_jax.core import geometry
-from mipnet_jax.data.image import IMAGENET_MEAN, IMAGENET_STD
+from mipnet_jax.core.normalize import IMAGENET_MEAN, IMAGENET_STD
 
 
 def generate_target(joints: np.ndarray, vis: np.ndarray, input_hw, heatmap_hw, sigma: float):
