@@ -86,6 +86,17 @@ def bench_ours(records, input_hw, heatmap_hw, sigma, n, num_instances, reduce):
   return total, stages
 
 
+def opencv_decoding(fn, *args):
+  """``fn(*args)`` with every JPEG decoded by cv2.imdecode, as before TurboJPEG (the same
+  pixels: tests/data/test_image.py), to show the decoder's share side by side."""
+  turbo = image._decode_turbojpeg
+  image._decode_turbojpeg = lambda *_: None
+  try:
+    return fn(*args)
+  finally:
+    image._decode_turbojpeg = turbo
+
+
 def bench_workers(records, input_hw, heatmap_hw, sigma, workers, batches=12, batch=32):
   flags.FLAGS.mark_as_parsed()
   make = transforms.TrainSample(meta.COCO, 2, transforms.CropSpec(input_hw), heatmap_hw, sigma,
@@ -111,7 +122,7 @@ def main() -> None:
   args = parser.parse_args()
   cv2.setNumThreads(1)
   results = {}
-  print(f"{'size':8} {'variant':22} {'samples/s':>9} {'x ref':>6}   ms/sample: "
+  print(f"{'size':8} {'variant':23} {'samples/s':>9} {'x ref':>6}   ms/sample: "
         f"{'decode':>6} {'warp':>6} {'targets':>7} {'norm':>6}")
   for size, (input_hw, sigma) in SIZES.items():
     heatmap_hw = (input_hw[0] // 4, input_hw[1] // 4)
@@ -123,6 +134,8 @@ def main() -> None:
                                        False),
         "ours N=2": lambda: bench_ours(records, input_hw, heatmap_hw, sigma, args.samples, 2,
                                        False),
+        "ours N=2 cv2.imdecode": lambda: opencv_decoding(
+            bench_ours, records, input_hw, heatmap_hw, sigma, args.samples, 2, False),
         "ours N=2 reduced decode": lambda: bench_ours(records, input_hw, heatmap_hw, sigma,
                                                       args.samples, 2, True),
     }
@@ -140,7 +153,7 @@ def main() -> None:
       results[f"{size} {name}"] = dict(samples_per_s=round(rate, 1),
                                        vs_official=round(rate / ref_rate, 2),
                                        ms={k: round(v, 3) for k, v in ms.items()})
-      print(f"{size:8} {name:22} {rate:9.1f} {rate / ref_rate:6.2f}   {'':10} "
+      print(f"{size:8} {name:23} {rate:9.1f} {rate / ref_rate:6.2f}   {'':10} "
             f"{ms['decode']:6.2f} {ms['warp']:6.2f} {ms['targets']:7.2f} "
             f"{ms['normalize']:6.2f}")
   # 100 copies of the 12 sample boxes: grain's index shuffle costs ~2 ms per draw on a

@@ -7,10 +7,10 @@
 #
 #   python scripts/device_check.py prepare        # first, on the CPU machine (full stack)
 #   bash scripts/device_check.sh                  # then, on the accelerator machine
-#   bash scripts/device_check.sh --dry            # both halves, small, on this CPU (tests)
+#   bash scripts/device_check.sh --dry-run        # both halves, small, on this CPU (tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [[ "${1:-}" == "--dry" ]]; then
+if [[ "${1:-}" == "--dry-run" || "${1:-}" == "--dry" ]]; then
   out=$(mktemp -d)
   trap 'rm -rf "$out"' EXIT
   python scripts/device_check.py prepare --out="$out" --steps=6 --batches=2 --batch=4

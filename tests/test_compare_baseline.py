@@ -16,6 +16,9 @@ from mipnet_jax.core.meta import get_meta
 from mipnet_jax.eval.candidates import load_candidates
 from mipnet_jax.eval.postprocess import Kept, coco_results
 
+# One worker runs this module, so its module fixture runs once (pyproject: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("compare_baseline")
+
 SCRIPT = REPO_ROOT / "scripts" / "compare_baseline.py"
 SPLITS = ("synthetic_val", "synthetic_val_pairs", "synthetic_val_shared",
           "synthetic_val_shared_tight")

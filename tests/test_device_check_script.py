@@ -1,4 +1,4 @@
-"""scripts/device_check.sh --dry: both halves of the device check on this CPU, small. The batches
+"""scripts/device_check.sh --dry-run: both halves of the device check on this CPU, small. The batches
 come from the synthetic set's pipeline; the "device" half runs XLA's own convolutions
 (conv_impl=xla) against the CPU forms of the reference curve, the kind of difference a GPU
 brings, and stays within the check's tolerance."""
@@ -10,7 +10,7 @@ from conftest import REPO_ROOT
 
 
 def test_device_check_dry_run_passes():
-  done = subprocess.run(["bash", "scripts/device_check.sh", "--dry"], cwd=REPO_ROOT,
+  done = subprocess.run(["bash", "scripts/device_check.sh", "--dry-run"], cwd=REPO_ROOT,
                         capture_output=True, text=True, timeout=900)
   assert done.returncode == 0, done.stderr[-3000:]
   lines = done.stdout.strip().splitlines()

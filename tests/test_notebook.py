@@ -15,6 +15,9 @@ from nbclient import NotebookClient
 from conftest import (REPO_ROOT, load_oracle, pycocotools_limb_sigmas, pycocotools_stats,
                       tiny_checkpoint)
 
+# One worker runs this module, so its module fixture runs once (pyproject: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("notebook")
+
 NOTEBOOK = REPO_ROOT / "notebooks" / "mipnet_jax_tour.ipynb"
 TAGS = ("install", "parameters", "train", "export", "ap-table", "predictions", "shared-box",
         "sweep")

@@ -17,6 +17,9 @@ from mipnet_jax.models import load
 from mipnet_jax.models import variables as model_variables
 from mipnet_jax.models.build import build_model
 
+# One worker runs this module, so its module fixture runs once (pyproject: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("load")
+
 HW = (64, 64)
 
 
