@@ -79,16 +79,11 @@ def train_curve(model_fields: dict, n: int, hw, batches: dict, steps: int, lr: f
 
 def prepare(a) -> None:
   """Batches of the quick synthetic config and the CPU curve (needs the full stack)."""
-  import importlib.util
-
   from mipnet_jax.core.codec import render_heatmaps
   from mipnet_jax.data import inputs, pipeline
-  path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs",
-                      "hrnet_w32_synthetic_256x192.py")
-  spec = importlib.util.spec_from_file_location("device_check_config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config("quick")
+  from mipnet_jax.experiments import experiment
+  # configs/hrnet_w32_synthetic_256x192.py:quick
+  config = experiment("hrnet_w32", "synthetic", (256, 192), "quick")
   config.data.batch_size = a.batch
   ds, loading, _ = inputs.train_input(config, 0, 1)
   it = pipeline.iterate(ds, loading)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+
 import jax
 
 from mipnet_jax import checkpoints
