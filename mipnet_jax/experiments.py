@@ -28,10 +28,19 @@ ARCHS = {
     "sbl_r50": dict(name="simple_baseline", depth=50),
     "sbl_r101": dict(name="simple_baseline", depth=101),
     "sbl_r152": dict(name="simple_baseline", depth=152),
+    # ViTPose-S/B/L/H (the official COCO configs' backbone and head; drop path as they set it)
+    "vitpose_s": dict(name="vitpose", embed_dim=384, depth=12, num_heads=12, drop_path_rate=0.1),
+    "vitpose_b": dict(name="vitpose", embed_dim=768, depth=12, num_heads=12, drop_path_rate=0.3),
+    "vitpose_l": dict(name="vitpose", embed_dim=1024, depth=24, num_heads=16,
+                      drop_path_rate=0.5),
+    "vitpose_h": dict(name="vitpose", embed_dim=1280, depth=32, num_heads=16,
+                      drop_path_rate=0.55),
 }
 QUICK_ARCHS = {
     "hrnet": dict(width=8, stage_modules=(1, 1, 1), num_blocks=1, stem_width=16),
     "simple_baseline": dict(base_width=8, deconv_features=(16, 16, 16)),
+    "vitpose": dict(embed_dim=64, depth=4, num_heads=4, deconv_features=(32, 32),
+                    drop_path_rate=0.1),
 }
 # Per family, the reference yaml values: colour order, augmentation, schedule (epochs).
 FAMILY = {
@@ -39,6 +48,9 @@ FAMILY = {
                   total_epochs=210, decay_epochs=(170, 200)),
     "simple_baseline": dict(color="bgr", scale_factor=0.30, rotation_factor=40.0,
                             half_body_prob=0.0, total_epochs=140, decay_epochs=(90, 120)),
+    # mmpose's TopDownGetRandomScaleRotation(rot_factor=40, scale_factor=0.5), half body 0.3
+    "vitpose": dict(color="rgb", scale_factor=0.5, rotation_factor=40.0, half_body_prob=0.3,
+                    total_epochs=210, decay_epochs=(170, 200)),
 }
 DATASETS = {
     "coco": dict(num_keypoints=17, root="data/coco",
@@ -238,6 +250,8 @@ def _experiment(arch: str, dataset: str, data: dict, evals: dict, image_hw: tupl
       flip=True, batch_size=128, num_workers=4,
       prepared_dir="",        # TFDS data_dir of datasets prepared by data/tfds_pose.py
       decode_reduce=False,    # decode JPEGs at 1/2..1/8 size when the crop allows it
+      # UDP geometry (ViTPose): crops, targets, flip test and decoding (UDP-DARK); core/codec.py
+      udp=False,
       # The dataset's joints when it is not built in (empty names: the built-in dataset's).
       keypoints=keypoints or keypoints_block()))
   if "synthetic" in data:
@@ -283,7 +297,7 @@ def _eval_config(dataset: str, evals: dict
       nms="none" if dataset == "crowdpose" else "oks",   # CrowdPose's reference has no NMS
       nms_threshold=0.9,
       keep_lambda=-1,             # -1: merge every lambda; k: single-instance mode lambda=k
-      decode="quarter",           # or "dark"
+      decode="quarter",           # or "dark"; config.data.udp decodes with "udp_dark"
       batch_size=64,
       checkpoint="",              # a run's workdir or a variables checkpoint; "" = the
                                   # newest in --workdir, else freshly initialised

@@ -1,7 +1,9 @@
 """Our flax variable names <-> the official PyTorch ``state_dict`` keys, as data.
 
 The official models are leoxiaobin/deep-high-resolution-net.pytorch (``pose_hrnet``,
-``pose_resnet``) and rawalkhirodkar/MIPNet (``*_se_lambda``: MIMBs named ``*_se``). A flax
+``pose_resnet``), rawalkhirodkar/MIPNet (``*_se_lambda``: MIMBs named ``*_se``) and
+ViTAE-Transformer/ViTPose (mmpose ``TopDown``: ``backbone.*`` = ``ViT``, ``keypoint_head.*`` =
+``TopdownHeatmapSimpleHead``; our MIPNet-ViT's MIMBs are ``backbone.slot{k}_se.*``). A flax
 variable is ``(collection, path)``, e.g. ``("params", ("stage2", "module0", "fuse0_1",
 "conv", "kernel"))``; its torch key is the module path given by the first rule of
 ``MODULE_RULES`` that matches the flax module path, a dot, and the leaf given by ``LEAVES``
@@ -59,12 +61,27 @@ MODULE_RULES: tuple[tuple[str, str], ...] = (
     # MIMBs: {stage,layer}{k}_mimb/branch{b} -> {stage,layer}{k}_se.se_layers.{b}.
     (r"(?P<slot>(stage|layer)\d)_mimb/branch(?P<b>\d)/(?P<mimb>\w+)",
      "{slot}_se.se_layers.{b}.{mimb_part}"),
+    # ViTPose: the ViT backbone (pos_embed is a parameter of the backbone itself) ...
+    (r"backbone/pos_embed", "backbone"),
+    (r"backbone/patch_embed", "backbone.patch_embed.proj"),
+    (r"backbone/block(?P<i>\d+)/(?P<name>norm1|norm2)", "backbone.blocks.{i}.{name}"),
+    (r"backbone/block(?P<i>\d+)/(?P<name>attn|mlp)/(?P<fc>\w+)", "backbone.blocks.{i}.{name}.{fc}"),
+    (r"backbone/last_norm", "backbone.last_norm"),
+    # ... its head, and MIPNet-ViT's MIMBs (slot{k}_mimb: one branch, on the token grid).
+    (r"keypoint_head/deconv/(?P<part>deconv|bn)(?P<i>\d)",
+     "keypoint_head.deconv_layers.{deconv_index}"),
+    (r"keypoint_head/final_layer", "keypoint_head.final_layer"),
+    (r"(?P<slot>slot\d)_mimb/branch(?P<b>\d)/(?P<mimb>\w+)",
+     "backbone.{slot}_se.se_layers.{b}.{mimb_part}"),
 )
 
 # (last flax module name, full-match regex) -> kind of module. First wins.
 KINDS: tuple[tuple[str, str], ...] = (
     (r"deconv\d+", "deconv"),
-    (r"(embed|excite)_fc\d", "linear"),
+    (r"(embed|excite)_fc\d|qkv|proj|fc\d", "linear"),
+    (r"norm\d|last_norm", "layernorm"),
+    (r"pos_embed", "pos_embed"),
+    (r"patch_embed", "conv"),
     (r"(\w+_)?bn\d*", "bn"),
     (r"(downsample_)?conv\d*|final_layer", "conv"),
 )
@@ -76,6 +93,8 @@ LEAVES: dict[str, dict[tuple[str, str], tuple[str, tuple[int, ...] | None]]] = {
     "deconv": {("params", "kernel"): ("weight", (2, 3, 0, 1))},  # [kh,kw,Ci,Co] -> [Ci,Co,kh,kw]
     "linear": {("params", "kernel"): ("weight", (1, 0)),         # [in, out] -> [out, in]
                ("params", "bias"): ("bias", None)},
+    "layernorm": {("params", "scale"): ("weight", None), ("params", "bias"): ("bias", None)},
+    "pos_embed": {("params", "embedding"): ("pos_embed", None)},
     "bn": {("params", "scale"): ("weight", None), ("params", "bias"): ("bias", None),
            ("batch_stats", "mean"): ("running_mean", None),
            ("batch_stats", "var"): ("running_var", None)},
@@ -89,19 +108,24 @@ TORCH_ORDER = (
     "stage1_se", "stage2_se", "stage3_se", "stage4_se",
     "layer1_se", "layer2_se", "layer3_se", "layer4_se",
     "branches", "fuse_layers", "se_layers", "fc", "fc_lambda",
+    # ViTPose (mmpose TopDown: backbone, then keypoint_head; a module's own parameters first)
+    "backbone", "keypoint_head", "pos_embed", "patch_embed", "blocks", "last_norm",
+    "slot1_se", "slot2_se", "slot3_se", "slot4_se", "norm1", "attn", "qkv", "proj", "norm2", "mlp",
+    "fc1", "fc2",
     "weight", "bias", "running_mean", "running_var",
 )
 _RANK = {name: i for i, name in enumerate(TORCH_ORDER)}
 
 # Torch keys of the pose head: absent from backbone-only (ImageNet) files.
-HEAD_PATTERNS = (r"final_layer\.", r"deconv_layers\.", r"\w+_se\.")
+HEAD_PATTERNS = (r"final_layer\.", r"deconv_layers\.", r"\w+_se\.", r"keypoint_head\.",
+                 r"backbone\.\w+_se\.")
 # Keys of ImageNet classification files that a pose model does not have: torchvision
 # ResNet's fc, HRNet-Image-Classification's incre/downsamp/final/classifier head and the
 # extra multi-scale fuse outputs of its last stage-4 module. Skipped in backbone imports.
 BACKBONE_EXTRA_PATTERNS = (r"fc\.", r"classifier\.", r"incre_modules\.", r"downsamp_modules\.",
                            r"final_layer\.\d+\.", r"stage4\.\d+\.fuse_layers\.")
 # Named sets of keys that may start fresh (``allow_fresh``), besides plain regexes.
-FRESH_ALIASES = {"mimb": (r"\w+_se\.",), "head": HEAD_PATTERNS}
+FRESH_ALIASES = {"mimb": (r"\w+_se\.", r"backbone\.\w+_se\."), "head": HEAD_PATTERNS}
 # Buffers of the official models that carry no weights.
 IGNORED_SUFFIXES = (".num_batches_tracked",)
 # Prefix that torch.nn.DataParallel adds to every key.

@@ -11,9 +11,16 @@ from mipnet_jax.models.hrnet import HRNet
 from mipnet_jax.models.mimb import lambda_width
 from mipnet_jax.models.simple_baseline import SimpleBaseline
 from mipnet_jax.models.topdown import NUM_SLOTS, TopDownNet
+from mipnet_jax.models.vit import ViTPose
 
-ARCHITECTURES = {"hrnet": HRNet, "simple_baseline": SimpleBaseline}
+ARCHITECTURES = {"hrnet": HRNet, "simple_baseline": SimpleBaseline, "vitpose": ViTPose}
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def _tuples(value: Any) -> Any:
+  """Lists (what ml_collections / the command line give) as tuples, nested ones too: module
+  fields must be hashable, e.g. HRNet's per-stage num_blocks ((4, 4), (4, 4, 4), ...)."""
+  return tuple(_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
 def build_model(model_cfg: Mapping[str, Any], num_instances: int) -> TopDownNet:
@@ -23,7 +30,7 @@ def build_model(model_cfg: Mapping[str, Any], num_instances: int) -> TopDownNet:
   MIPNet variant); N >= 2 enables the MIMBs at ``mimb_slots`` with a lambda code of width
   ``lambda_width(N, lambda_code)``.
   """
-  kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(model_cfg).items()}
+  kwargs = {k: _tuples(v) for k, v in dict(model_cfg).items()}
   name = kwargs.pop("name")
   if name not in ARCHITECTURES:
     raise ValueError(f"config.model.name must be one of {sorted(ARCHITECTURES)}, got {name!r}")

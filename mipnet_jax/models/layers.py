@@ -193,6 +193,22 @@ class ConvTranspose4x4(nn.Module):
                                                 1)
 
 
+class DeconvHead(nn.Module):
+  """``len(features)`` x (ConvTranspose 4x4 s2 p1, no bias + BN + ReLU), children
+  ``deconv{i}`` / ``bn{i}``: [B, h, w, C] -> [B, 2^n h, 2^n w, features[-1]]."""
+
+  features: tuple[int, ...] = (256, 256, 256)
+  dtype: Dtype = jnp.float32
+  conv_impl: str = "auto"
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    for i, f in enumerate(self.features):
+      x = ConvTranspose4x4(f, dtype=self.dtype, conv_impl=self.conv_impl, name=f"deconv{i}")(x)
+      x = nn.relu(BatchNorm(dtype=self.dtype, name=f"bn{i}")(x, train=train))
+    return x
+
+
 def upsample_nearest(x: jax.Array, factor: int) -> jax.Array:
   """Nearest-neighbour upsampling by an integer factor: [B, H, W, C] -> [B, fH, fW, C]."""
   b, h, w, c = x.shape

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from mipnet_jax.models.layers import BatchNorm, ConvTranspose4x4, ResLayer, conv
+from mipnet_jax.models.layers import BatchNorm, DeconvHead, ResLayer, conv
 from mipnet_jax.models.mimb import torch_linear_init
 from mipnet_jax.models.topdown import NUM_SLOTS, TopDownNet
 
@@ -39,22 +39,6 @@ class ResNetStem(nn.Module):
     x = conv(self.features, 7, 2, dtype=self.dtype, name="conv1", impl=self.conv_impl)(x)
     x = nn.relu(BatchNorm(dtype=self.dtype, name="bn1")(x, train=train))
     return nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
-
-
-class DeconvHead(nn.Module):
-  """``len(features)`` x (ConvTranspose 4x4 s2 p1, no bias + BN + ReLU), children
-  ``deconv{i}`` / ``bn{i}``: [B, h, w, C] -> [B, 2^n h, 2^n w, features[-1]]."""
-
-  features: tuple[int, ...] = (256, 256, 256)
-  dtype: Dtype = jnp.float32
-  conv_impl: str = "auto"
-
-  @nn.compact
-  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    for i, f in enumerate(self.features):
-      x = ConvTranspose4x4(f, dtype=self.dtype, conv_impl=self.conv_impl, name=f"deconv{i}")(x)
-      x = nn.relu(BatchNorm(dtype=self.dtype, name=f"bn{i}")(x, train=train))
-    return x
 
 
 class SimpleBaseline(TopDownNet):

@@ -50,12 +50,14 @@ class TopDownNet(nn.Module):
   dtype: Any = jnp.float32
   conv_impl: str = "auto"
 
-  def _setup_head_parts(self) -> None:
-    """Creates ``final_layer`` (1x1 conv with bias, N(0, 0.001)) and the MIMB group of every
-    enabled slot k, named ``{MIMB_PREFIX}{k+1}_mimb`` like the authors' ``*_se`` modules."""
+  def _setup_head_parts(self, final_layer: bool = True) -> None:
+    """Creates ``final_layer`` (1x1 conv with bias, N(0, 0.001); unless the backbone's head
+    holds its own) and the MIMB group of every enabled slot k, named
+    ``{MIMB_PREFIX}{k+1}_mimb`` like the authors' ``*_se`` modules."""
     self._check_slots()
-    self.final_layer = conv(self.num_keypoints, 1, dtype=self.dtype, name=None, use_bias=True,
-                            impl=self.conv_impl)
+    if final_layer:
+      self.final_layer = conv(self.num_keypoints, 1, dtype=self.dtype, name=None,
+                              use_bias=True, impl=self.conv_impl)
     for k, on in enumerate(self.mimb_slots):
       if on:
         setattr(self, f"{self.MIMB_PREFIX}{k + 1}_mimb",

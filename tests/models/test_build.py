@@ -156,7 +156,7 @@ def test_invalid_configs_are_rejected(tiny_model):
   with pytest.raises(ValueError, match=r"num_instances \(N\) must be 1..4, got 5"):
     build_model(cfg, 5)
   with pytest.raises(ValueError, match=r"config.model.name must be one of \['hrnet', "
-                     r"'simple_baseline'\], got 'vit'"):
+                     r"'simple_baseline', 'vitpose'\], got 'vit'"):
     build_model({"name": "vit"}, 1)
   with pytest.raises(ValueError, match=r"config.model.dtype must be one of \['bfloat16', "
                      r"'float32'\], got 'float16'"):
