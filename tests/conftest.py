@@ -151,6 +151,8 @@ TINY_ARCHS = {  # the `:quick` widths of experiments.QUICK_ARCHS, smallest topol
     "hrnet": dict(name="hrnet", width=8, stage_modules=(1, 1, 1), num_blocks=1, stem_width=16),
     "simple_baseline": dict(name="simple_baseline", depth=50, base_width=8,
                             deconv_features=(16, 16, 16)),
+    "vitpose": dict(name="vitpose", embed_dim=32, depth=4, num_heads=2,
+                    deconv_features=(16, 16)),
 }
 
 

@@ -121,11 +121,14 @@ class PositionEmbedding(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     _, hp, wp, c = x.shape
-    table = self.param("embedding", vit_init, (1, 1 + hp * wp, c), jnp.float32)
-    if table.shape != (1, 1 + hp * wp, c):
-      raise ValueError(f"ViTPose: the position embedding holds {table.shape[1] - 1} patches "
-                       f"but this input gives {hp}x{wp}: a model trained at one input size "
-                       f"runs at that size (config.data.image_hw)")
+    shape = (1, 1 + hp * wp, c)
+    held = (self.get_variable("params", "embedding").shape
+            if self.has_variable("params", "embedding") else shape)
+    if held != shape:
+      raise ValueError(f"ViTPose: the position embedding holds {held[1] - 1} patches but "
+                       f"this input gives {hp}x{wp}: a model trained at one input size runs "
+                       f"at that size (config.data.image_hw)")
+    table = self.param("embedding", vit_init, shape, jnp.float32)
     return x + (table[:, 1:] + table[:, :1]).reshape(1, hp, wp, c).astype(x.dtype)
 
 
