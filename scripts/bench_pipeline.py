@@ -76,8 +76,8 @@ def bench_ours(records, input_hw, heatmap_hw, sigma, n, num_instances, reduce):
     red = transforms.choose_reduction(s["scale"], input_hw, True) if reduce else 1
     image.decode_image(raw, "rgb", reduce=red)
     t1 = time.perf_counter()
-    trans = transforms.get_affine_transform(s["center"], s["scale"], float(s["rotation"]),
-                                            input_hw)
+    trans = transforms.crop_transform(s["center"], s["scale"], float(s["rotation"]),
+                                      input_hw, spec.udp)
     transforms.cut_crop(raw, trans, s["scale"], bool(s["flipped"]), r.image_hw[1], spec, "")
     t2 = time.perf_counter()
     stages["decode"] += t1 - t0

@@ -98,7 +98,8 @@ def train_sample(data, num_instances: int, images) -> transforms.TrainSample:
   return transforms.TrainSample(
       meta=data_meta(data),
       num_instances=num_instances,
-      crop=transforms.CropSpec(tuple(data.image_hw), data.color, data.decode_reduce),
+      crop=transforms.CropSpec(tuple(data.image_hw), data.color, data.decode_reduce,
+                               bool(data.get("udp", False))),
       heatmap_hw=tuple(data.heatmap_hw), sigma=data.sigma, scale_factor=data.scale_factor,
       rotation_factor=data.rotation_factor, half_body_prob=data.half_body_prob,
       flip=data.flip, images=images)

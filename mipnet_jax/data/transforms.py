@@ -8,10 +8,13 @@ What ships to the device, per sample (the batch adds a leading B):
     image          [h, w, 3] uint8, RGB or BGR; normalised on the device (core/normalize.py)
     joints         [N, K, 3] float32 (x, y, vis) in input-crop pixels
     target_windows [N, K, 4] int32 Gaussian windows; codec.render_heatmaps draws the maps
+                   (UDP: [N, K, 6] float32, the window and the sub-pixel Gaussian centre)
     target_weight  [N, K] float32
     center, scale  [2] float32; rotation float32; flipped bool; image_id, ann_id int64
 Windows instead of maps cut the host work and the transfer (N*K*4 ints, not N*h*w*K floats);
 the maps drawn from them equal the reference's ``generate_target`` bit for bit on the host.
+``CropSpec.udp`` selects UDP's geometry (mmpose's ``TopDownAffine(use_udp=True)`` crop and
+``_udp_generate_target`` windows) for training and evaluation crops alike.
 
 Two speed-ups change how the crop is computed but not what it shows:
   * the horizontal flip is folded into the affine matrix instead of mirroring the image;
@@ -36,7 +39,7 @@ from mipnet_jax.data import augment, image, instances
 from mipnet_jax.data.image_source import FileImages, ImageSource
 from mipnet_jax.data.boxes import BoxRecord
 from mipnet_jax.data.coco_format import PersonRecord
-from mipnet_jax.core.geometry import PIXEL_STD, get_affine_transform
+from mipnet_jax.core.geometry import PIXEL_STD, crop_transform
 from mipnet_jax.core.meta import DatasetMeta
 
 REDUCTIONS = (8, 4, 2)
@@ -44,11 +47,13 @@ REDUCTIONS = (8, 4, 2)
 
 @dataclasses.dataclass(frozen=True)
 class CropSpec:
-  """How crops are cut: input (h, w), colour order, and optional reduced JPEG decoding."""
+  """How crops are cut: input (h, w), colour order, optional reduced JPEG decoding, and the
+  geometry (HRNet's affine, or UDP's warp with ``udp``; core/geometry.crop_transform)."""
 
   input_hw: tuple[int, int]
   color: str = "rgb"
   decode_reduce: bool = False
+  udp: bool = False
 
 
 def _homogeneous(trans: np.ndarray) -> np.ndarray:
@@ -120,10 +125,11 @@ class TrainSample(grain.transforms.RandomMap):
     if aug.flip:
       keypoints = augment.flip_keypoints(keypoints, width, meta)
       others = augment.flip_keypoints(others, width, meta)
-    trans = get_affine_transform(aug.center, aug.scale, aug.rotation, input_hw)
+    trans = crop_transform(aug.center, aug.scale, aug.rotation, input_hw, self.crop.udp)
     xy, vis = instances.select_instances(keypoints, others, trans, self.num_instances,
                                          input_hw)
-    windows, weight = heatmap_windows(xy, vis, input_hw, self.heatmap_hw, self.sigma)
+    windows, weight = heatmap_windows(xy, vis, input_hw, self.heatmap_hw, self.sigma,
+                                      self.crop.udp)
     where = f"{record.image_path} (image {record.image_id}, ann {record.ann_id})"
     crop = cut_crop(self.images.read(record.image_id, record.image_path), trans, aug.scale,
                     aug.flip, width, self.crop, where)
@@ -144,7 +150,7 @@ class EvalSample(grain.transforms.Map):
 
   def map(self, box: BoxRecord) -> dict:
     cv2.setNumThreads(1)
-    trans = get_affine_transform(box.center, box.scale, 0.0, self.crop.input_hw)
+    trans = crop_transform(box.center, box.scale, 0.0, self.crop.input_hw, self.crop.udp)
     where = f"{box.image_path} (image {box.image_id}, box {box.source_id})"
     crop = cut_crop(self.images.read(box.image_id, box.image_path), trans, box.scale, False,
                     box.image_hw[1], self.crop, where)

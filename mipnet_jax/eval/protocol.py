@@ -40,7 +40,7 @@ class Protocol:
   det_file: str
   num_instances: int
   flip: bool
-  decode: str                # "quarter" or "dark"
+  decode: str                # "quarter" or "dark"; "udp_dark" under config.data.udp
   input_hw: tuple[int, int]
   weights: str               # the checkpoint evaluated, or "freshly initialised"
   metric: str                # "coco" or "crowdpose"
@@ -49,6 +49,11 @@ class Protocol:
   meta: DatasetMeta          # the split's annotated joints
   postprocess: PostprocessSpec
   max_dets: int = MAX_DETS
+
+  @property
+  def udp(self) -> bool:
+    """UDP geometry (crops, flip test, heatmap -> image); its decoding is "udp_dark"."""
+    return self.decode == "udp_dark"
 
   @property
   def tag(self) -> str:
@@ -86,6 +91,13 @@ def split_names(config) -> list[str]:
       raise ValueError(f"config.eval.splits: {name!r} is not in config.eval_data "
                        f"({', '.join(config.eval_data)})")
   return names
+
+
+def decode_of(config) -> str:
+  """The decoding evaluation uses: "udp_dark" (mmpose's ``post_dark_udp``, kernel 11) when
+  ``config.data.udp`` selects UDP's geometry, whatever ``config.eval.decode`` says (that
+  field chooses for HRNet's geometry: "quarter" or "dark")."""
+  return "udp_dark" if config.data.get("udp", False) else config.eval.decode
 
 
 def make_protocol(config, split: str, weights: str) -> Protocol:
@@ -126,7 +138,7 @@ def make_protocol(config, split: str, weights: str) -> Protocol:
       split=split, dataset=dataset, annotations=ann_path, boxes=boxes,
       det_file=os.path.join(inputs.eval_root(config, split), det)
       if boxes == "detections" else "",
-      num_instances=n, flip=bool(ev.flip), decode=ev.decode,
+      num_instances=n, flip=bool(ev.flip), decode=decode_of(config),
       input_hw=tuple(config.data.image_hw), weights=weights, metric=metric,
       area_rule=area_rule, joints=joints, meta=meta,
       postprocess=PostprocessSpec.from_eval(ev))

@@ -75,8 +75,8 @@ def predict_candidates(predict_fn, variables, boxes: list, protocol: Protocol, c
   """Runs the network on every box: one candidate per (box, lambda), box-major, holding the
   protocol's evaluated joints (the model's joints mapped by ``protocol.joints``)."""
   loading = pipeline.Loading(batch_size, num_threads=2, prefetch=2)
-  ds = pipeline.eval_dataset(
-      boxes, transforms.EvalSample(transforms.CropSpec(protocol.input_hw, color)), loading)
+  crop = transforms.CropSpec(protocol.input_hw, color, udp=protocol.udp)
+  ds = pipeline.eval_dataset(boxes, transforms.EvalSample(crop), loading)
   heatmap_hw = (protocol.input_hw[0] // 4, protocol.input_hw[1] // 4)
   progress = Progress(len(boxes), f"eval {protocol.split}", unit="boxes",
                       enabled=show_progress)
@@ -85,8 +85,9 @@ def predict_candidates(predict_fn, variables, boxes: list, protocol: Protocol, c
     n = len(batch["image_id"])
     images = np.zeros((batch_size,) + batch["image"].shape[1:], np.uint8)
     images[:n] = batch["image"]                          # a short last batch keeps the shape
-    coords, maxvals = predict_step.decode_on_host(predict_fn(variables, images))
-    xy = codec.heatmap_to_image(coords[:n], batch["center"], batch["scale"], heatmap_hw)
+    coords, maxvals = predict_step.decode_on_host(predict_fn(variables, images), protocol.decode)
+    xy = codec.heatmap_to_image(coords[:n], batch["center"], batch["scale"], heatmap_hw,
+                                udp=protocol.udp)
     parts.append((np.concatenate([xy, maxvals[:n, ..., None]], -1), batch["score"],
                   batch["scale"], batch["image_id"]))
     progress.update(n)

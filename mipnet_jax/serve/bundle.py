@@ -16,7 +16,8 @@ The exported function:
     f(variables, crops, centers, scales) -> (keypoints, maxvals)
       variables  {'params', 'batch_stats'} shaped as bundle.json's "variables" tree
       crops      uint8 [b, h, w, 3]: each box's crop, cut as ``boxes_to_crops`` cuts it, in
-                 the model's colour order (bundle.json "color")
+                 the model's colour order (bundle.json "color") and geometry (bundle.json
+                 "udp": UDP's warp and decoding; absent in older bundles: HRNet's)
       centers    float32 [b, 2] (x, y) and scales float32 [b, 2] (sx, sy, in units of 200 px):
                  the crops' affine parameters (geometry.box_to_center_scale of each box)
       keypoints  float32 [b, N, K, 2] (x, y) image pixels of every instance lambda = 0..N-1
@@ -24,9 +25,9 @@ The exported function:
       maxvals    float32 [b, N, K] the heatmap peaks (the joints' confidences)
 
     with normalisation, the flip test (bundle.json "flip"), the trunk once and the lambda head
-    N times per box, argmax + quarter-offset decoding and the inverse affine all inside; ``b``
-    is symbolic, so any batch size runs (each new one compiles once; ``BoxPredictor`` pads
-    to powers of two to bound that).
+    N times per box, argmax + quarter-offset decoding (UDP: UDP-DARK) and the inverse affine
+    all inside; ``b`` is symbolic, so any batch size runs (each new one compiles once;
+    ``BoxPredictor`` pads to powers of two to bound that).
 
 Why the crop stays on the host: the reference, and our evaluation, cut crops with
 ``cv2.warpAffine`` (fixed-point bilinear weights in 1/32 steps, constant-0 border). A gather in
@@ -46,7 +47,7 @@ import os
 
 import numpy as np
 
-from mipnet_jax.core.geometry import box_to_center_scale, get_affine_transform
+from mipnet_jax.core.geometry import box_to_center_scale, crop_transform
 from mipnet_jax.data.image import warp_crop
 
 BUNDLE_FORMAT = "mipnet_jax.bundle"
@@ -69,10 +70,12 @@ def whole_image_box(image: np.ndarray) -> np.ndarray:
 
 
 def boxes_to_crops(image: np.ndarray, boxes, input_hw: tuple[int, int], color: str = "rgb",
-                   padding: float = 1.25) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                   padding: float = 1.25, udp: bool = False
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """An RGB image uint8 [H, W, 3] and boxes [M, 4] (x, y, w, h) -> the boxes' crops uint8
   [M, h, w, 3] in ``color`` order, centers [M, 2] and scales [M, 2] float32: the crop of
-  evaluation (``transforms.EvalSample``), box padded by ``padding`` to the input aspect."""
+  evaluation (``transforms.EvalSample``), box padded by ``padding`` to the input aspect, cut
+  with HRNet's affine or (``udp``) UDP's warp."""
   boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
   source = np.ascontiguousarray(image[..., ::-1]) if color == "bgr" else image
   crops = np.zeros((len(boxes), *input_hw, 3), np.uint8)
@@ -80,7 +83,7 @@ def boxes_to_crops(image: np.ndarray, boxes, input_hw: tuple[int, int], color: s
   scales = np.zeros((len(boxes), 2), np.float32)
   for i, box in enumerate(boxes):
     centers[i], scales[i] = box_to_center_scale(box, input_hw, padding)
-    trans = get_affine_transform(centers[i], scales[i], 0.0, input_hw)
+    trans = crop_transform(centers[i], scales[i], 0.0, input_hw, udp)
     crops[i] = warp_crop(source, trans, input_hw)
   return crops, centers, scales
 
@@ -106,7 +109,7 @@ class BoxPredictor:
     """(crops, centers, scales) of ``boxes_to_crops``; boxes None: the whole image."""
     boxes = whole_image_box(image) if boxes is None else boxes
     return boxes_to_crops(image, boxes, self.input_hw, self.manifest["color"],
-                          self.manifest["box_padding"])
+                          self.manifest["box_padding"], bool(self.manifest.get("udp", False)))
 
   def run(self, crops: np.ndarray, centers: np.ndarray, scales: np.ndarray):
     """Crops [M, h, w, 3] -> (keypoints [M, N, K, 2], maxvals [M, N, K]) numpy float32, in

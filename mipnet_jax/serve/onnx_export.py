@@ -74,7 +74,10 @@ def network_model(model, variables: dict, num_instances: int,
 
 def export_onnx(config, model, variables: dict, num_instances: int, flip_permutation,
                 path: str) -> int:
-  """Writes ``serving_model`` for ``config``'s sizes to ``path``; returns its size in bytes."""
+  """Writes ``serving_model`` for ``config``'s sizes to ``path``; returns its size in bytes.
+  HRNet's geometry only: a UDP model (``config.data.udp``) raises a one-line ValueError."""
+  from mipnet_jax.serve.export import require_onnx_geometry
+  require_onnx_geometry(config)
   proto = serving_model(model, variables, num_instances, flip_permutation,
                         tuple(config.data.image_hw), tuple(config.data.heatmap_hw),
                         name=config.experiment)

@@ -209,3 +209,143 @@ def test_heatmap_to_image_undoes_the_encoding_geometry():
           centers[m], scales[m], 0.0, input_hw)) / stride for m in range(12)])
   back = codec.heatmap_to_image(on_heatmap, centers, scales, heatmap_hw)
   np.testing.assert_allclose(back, joints, rtol=0, atol=1e-6)
+
+
+# ---- UDP (ViTPose's codec) -------------------------------------------------------------------
+
+UDP_STRIDE = np.array([191 / 47, 255 / 63])          # (input - 1) / (heatmap - 1), (x, y)
+
+
+def _udp_joints(rng, shape):
+  """Joints in input pixels: most on the crop, some near or past its border."""
+  return rng.uniform(-30, [222, 286], size=shape + (2,)).astype(np.float32)
+
+
+def test_udp_windows_and_maps_equal_the_reference_loop():
+  """Windows, centres and weights -> the reference's per-joint patches bit for bit (NumPy 1's
+  float32 patch arithmetic), within 2e-7 of NumPy 2's float64 one; off-map joints weigh 0."""
+  oracle = load_oracle("reference_udp")
+  rng = np.random.default_rng(0)
+  joints = _udp_joints(rng, (6, 17))
+  visible = (rng.random((6, 17)) > 0.2).astype(np.float32)
+  windows, weight = codec.heatmap_windows(joints, visible, (256, 192), (64, 48), 2.0, udp=True)
+  assert windows.shape == (6, 17, 6) and windows.dtype == np.float32
+  maps = codec.render_heatmaps(windows, weight, (64, 48), 2.0)
+  for i in range(6):
+    want, want_w = oracle.udp_target(joints[i], visible[i], (192, 256), (48, 64), 2)
+    np.testing.assert_array_equal(weight[i], want_w)
+    np.testing.assert_array_equal(np.moveaxis(maps[i], -1, 0), want)
+    new, _ = oracle.udp_target(joints[i], visible[i], (192, 256), (48, 64), 2, False)
+    np.testing.assert_allclose(np.moveaxis(maps[i], -1, 0), new, rtol=0, atol=2e-7)
+  assert 0 < weight.sum() < visible.sum()            # some joints fell off the map
+
+
+def test_udp_target_peak_is_the_sub_pixel_joint():
+  """A joint at input x = 10 sits at heatmap x = 10 / (191/47) = 2.4607; the window is the
+  integer rule (mu = int(2.96) = 2, pixels 2 - 6 .. 2 + 6; y: 31.5 -> mu 32, 26 .. 38) and the
+  values are the Gaussian around (2.4607, 31.5), not around a pixel (as HRNet's are)."""
+  joints = np.array([[10.0, 127.5]], np.float32)                  # y: heatmap 31.5 exactly
+  windows, w = codec.heatmap_windows(joints, np.ones(1), (256, 192), (64, 48), 2.0, udp=True)
+  mu = 10 / UDP_STRIDE[0]
+  np.testing.assert_allclose(windows[0], [-4, 26, 9, 39, 6 + mu - 2, 5.5], rtol=1e-6)
+  hm = codec.render_heatmaps(windows, w, (64, 48), 2.0)[..., 0]
+  for x, y in ((2, 31), (3, 32), (8, 31), (0, 26), (1, 38)):
+    np.testing.assert_allclose(hm[y, x], np.exp(-((x - mu) ** 2 + (y - 31.5) ** 2) / 8),
+                               rtol=1e-6)
+  assert hm[31, 9] == 0 and hm[25, 2] == 0                      # outside the window
+
+
+def test_udp_device_rendering_matches_host():
+  import jax.numpy as jnp
+  rng = np.random.default_rng(1)
+  win, w = codec.heatmap_windows(_udp_joints(rng, (2, 4, 17)), np.ones((2, 4, 17)),
+                                 (256, 192), (64, 48), 2.0, udp=True)
+  host = codec.render_heatmaps(win, w, (64, 48), 2.0)
+  device = codec.render_heatmaps(jnp.asarray(win), jnp.asarray(w), (64, 48), 2.0, xp=jnp)
+  assert device.shape == (2, 4, 64, 48, 17) and device.dtype == jnp.float32
+  np.testing.assert_allclose(np.asarray(device), host, rtol=1e-6, atol=1e-7)
+
+
+def _decode_cases(rng):
+  """[5, 64, 48, 17] heatmaps: noisy Gaussians anywhere (borders included), a negative map
+  (argmax -1, -1), an all-zero map and a peak on the corner pixel."""
+  yy, xx = np.mgrid[0:64, 0:48]
+  mu = rng.uniform(-1, [48, 64], size=(5, 17, 2))
+  hm = np.exp(-((xx - mu[..., :1, None]) ** 2 + (yy - mu[..., 1:, None]) ** 2) / 8)
+  hm = (hm + rng.normal(0, 0.03, hm.shape)).astype(np.float32)
+  hm[1, 3] -= 2.0
+  hm[2, 0] = 0.0
+  hm[3, 5] = 0.0
+  hm[3, 5, 0, 0] = 1.0
+  return np.moveaxis(hm, 1, -1), mu
+
+
+def test_udp_decoding_equals_the_reference_post_dark_udp():
+  oracle = load_oracle("reference_udp")
+  hm, _ = _decode_cases(np.random.default_rng(2))
+  centers = np.array([[100, 120], [50, 60], [300, 200], [80, 90], [10, 20]], np.float32)
+  scales = np.array([[1, 1.3], [0.5, 0.7], [2, 2.6], [1.5, 2], [0.3, 0.4]], np.float32)
+  want, want_max = oracle.keypoints_from_heatmaps_udp(np.moveaxis(hm, -1, 1), centers, scales)
+  coords, maxvals = codec.decode_udp_dark(hm)
+  assert coords[1, 3].tolist() != [-1, -1]          # the (-1, -1) joint still takes a step
+  got = codec.heatmap_to_image(coords, centers, scales, (64, 48), udp=True)
+  assert got.dtype == np.float32
+  np.testing.assert_array_equal(got, want)
+  np.testing.assert_array_equal(maxvals, want_max[..., 0])
+
+
+def test_udp_device_decoding_matches_host():
+  import jax
+  import jax.numpy as jnp
+  hm, _ = _decode_cases(np.random.default_rng(4))
+  coords, maxvals = codec.decode_udp_dark(hm)
+  d_coords, d_max = jax.jit(lambda h: codec.decode_udp_dark(h, xp=jnp))(hm)
+  np.testing.assert_array_equal(np.asarray(d_max), maxvals)
+  np.testing.assert_allclose(np.asarray(d_coords), coords, atol=1e-4)
+
+
+def test_udp_heatmap_to_image_hand_computed():
+  """Heatmap pixel 0 -> the box's left / top edge, w - 1 / h - 1 -> its right / bottom edge
+  (HRNet: pixel w would be the right edge)."""
+  c, s = np.array([[100.0, 80.0]], np.float32), np.array([[1.2, 1.6]], np.float32)
+  got = codec.heatmap_to_image(np.array([[[0.0, 0.0], [47.0, 63.0], [23.5, 31.5]]]), c, s,
+                               (64, 48), udp=True)
+  np.testing.assert_allclose(got[0], [[-20, -80], [220, 240], [100, 80]], atol=2e-5)
+
+
+def test_udp_round_trip_on_ideal_gaussians_is_exact_where_quarter_is_not():
+  """Image joints -> UDP warp -> heatmap pixels (stride (in - 1)/(hm - 1)); ideal Gaussians
+  there; post_dark_udp + UDP's transform_preds bring them back within 1e-3 image px (within
+  1e-4 heatmap px), while argmax + quarter offset is off by up to 0.25 heatmap px."""
+  rng = np.random.default_rng(5)
+  centers = rng.uniform(200, 400, (4, 2)).astype(np.float32)
+  scales = np.stack([np.full(4, 0.9), np.full(4, 1.2)], -1).astype(np.float32)
+  joints = centers[:, None] + rng.uniform(-55, 55, (4, 17, 2)).astype(np.float32)   # inside
+  on_heatmap = np.stack([geometry.affine_points(joints[m], geometry.udp_crop_transform(
+      centers[m], scales[m], 0.0, (256, 192))) for m in range(4)]) / UDP_STRIDE
+  yy, xx = np.mgrid[0:64, 0:48]
+  hm = np.exp(-((xx - on_heatmap[..., :1, None]) ** 2 + (yy - on_heatmap[..., 1:, None]) ** 2)
+              / 8).astype(np.float32)
+  hm = np.moveaxis(hm, 1, -1)
+  coords, _ = codec.decode_udp_dark(hm)
+  assert np.abs(coords - on_heatmap).max() < 1e-4
+  back = codec.heatmap_to_image(coords, centers, scales, (64, 48), udp=True)
+  assert np.abs(back - joints).max() < 1e-3
+  quarter, _ = codec.decode_heatmaps(hm)
+  assert np.abs(quarter - on_heatmap).max() > 0.2
+
+
+def test_udp_joint_on_a_heatmap_pixel_decodes_to_its_image_point():
+  """Encode (UDP warp, targets) -> decode (post_dark_udp, transform_preds) at rotation 0: a
+  joint whose heatmap position is a whole pixel comes back to the same image point."""
+  center, scale = np.array([320.0, 240.0], np.float32), np.array([0.96, 1.28], np.float32)
+  pixels = np.array([[10.0, 20.0], [24.0, 31.0], [37.0, 50.0]])              # heatmap (x, y)
+  size = scale * 200
+  image_pts = (pixels * size / [47, 63] + center - size / 2).astype(np.float32)
+  to_input = geometry.udp_crop_transform(center, scale, 0.0, (256, 192))
+  joints = geometry.affine_points(image_pts, to_input)
+  maps, weight = codec.encode_heatmaps(joints, np.ones(3), (256, 192), (64, 48), 2.0, udp=True)
+  coords, _ = codec.decode_udp_dark(maps[None])
+  np.testing.assert_allclose(coords[0], pixels, atol=1e-3)
+  back = codec.heatmap_to_image(coords, center[None], scale[None], (64, 48), udp=True)[0]
+  np.testing.assert_allclose(back, image_pts, atol=1e-2)

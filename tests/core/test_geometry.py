@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from conftest import load_oracle
 from mipnet_jax.core import geometry
 
 
@@ -44,3 +45,44 @@ def test_inverse_undoes_forward(rot):
   pts = np.random.default_rng(0).uniform(0, 300, size=(10, 2))
   np.testing.assert_allclose(geometry.affine_points(geometry.affine_points(pts, fwd), inv),
                              pts, atol=1e-3)
+
+
+# ---- UDP (ViTPose) ---------------------------------------------------------------------------
+
+def test_udp_warp_maps_box_corners_onto_first_and_last_input_pixels():
+  """Rotation 0: the box c -+ 100 s lands on (0, 0) and (w - 1, h - 1), each axis by its own
+  factor (w - 1) / (200 s_x), (h - 1) / (200 s_y) (HRNet: w / (200 s_x) on both)."""
+  c, s = np.array([100.0, 80.0], np.float32), np.array([1.2, 1.6], np.float32)
+  m = geometry.udp_crop_transform(c, s, 0.0, (256, 192))
+  assert m.dtype == np.float32
+  np.testing.assert_allclose(m, [[191 / 240, 0, -191 / 240 * (100 - 120)],
+                                 [0, 255 / 320, -255 / 320 * (80 - 160)]], rtol=1e-6)
+  corners = np.array([[100 - 120, 80 - 160], [100 + 120, 80 + 160], [100, 80]], np.float32)
+  np.testing.assert_allclose(geometry.affine_points(corners, m), [[0, 0], [191, 255],
+                                                                  [95.5, 127.5]], atol=2e-5)
+  assert geometry.crop_transform(c, s, 0.0, (256, 192), udp=True).tolist() == m.tolist()
+  assert geometry.crop_transform(c, s, 0.0, (256, 192)).dtype == np.float64   # HRNet's
+
+
+def test_udp_warp_rotation_turns_image_points_by_plus_theta():
+  """A point 50 px right of the centre, warped at theta = 90 degrees, lands 50 px (scaled)
+  below the crop's centre: x' = s (cos t dx - sin t dy), y' = s (sin t dx + cos t dy)."""
+  c, s = np.array([300.0, 200.0], np.float32), np.array([1.0, 1.0], np.float32)
+  m = geometry.udp_crop_transform(c, s, 90.0, (201, 201))        # 200 px box -> 200 px
+  got = geometry.affine_points(np.array([[350.0, 200.0], [300.0, 200.0]], np.float32), m)
+  np.testing.assert_allclose(got, [[100, 150], [100, 100]], atol=1e-4)
+
+
+def test_udp_warp_equals_the_reference_formula_and_joint_warp():
+  oracle = load_oracle("reference_udp")
+  rng = np.random.default_rng(3)
+  for _ in range(20):
+    c = rng.uniform(50, 600, 2).astype(np.float32)
+    s = rng.uniform(0.3, 3.0, 2).astype(np.float32)
+    r = float(rng.uniform(-80, 80))
+    want = oracle.warp_matrix(r, c * 2.0, np.array([192, 256]) - 1.0, s * 200.0)
+    got = geometry.udp_crop_transform(c, s, r, (256, 192))
+    np.testing.assert_array_equal(got, want)
+    joints = rng.uniform(0, 640, (17, 2)).astype(np.float32)
+    np.testing.assert_array_equal(geometry.affine_points(joints, got),
+                                  oracle.warp_joints(joints, want))

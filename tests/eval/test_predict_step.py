@@ -64,7 +64,8 @@ def test_flip_test_averages_with_the_flipped_pass_and_decodes_on_device(tiny_mod
 
 def test_unknown_decode_is_refused(tiny_model):
   model, _ = tiny_model(n=2, image_hw=(64, 32))
-  with pytest.raises(ValueError, match="decode must be 'quarter' or 'dark', got 'argmax'"):
+  with pytest.raises(ValueError,
+                     match="decode must be 'quarter', 'dark' or 'udp_dark', got 'argmax'"):
     predict_step.make_predict_fn(model, 2, None, "argmax")
 
 
@@ -84,3 +85,68 @@ def test_image_joints_fn_is_the_predict_step_then_the_inverse_affine(tiny_model)
   host = codec.heatmap_to_image(np.asarray(out["coords"]), centers, scales, (16, 8))
   np.testing.assert_allclose(np.asarray(keypoints), host, atol=1e-3, rtol=0)
   assert keypoints.shape == (3, 2, 17, 2) and keypoints.dtype == jnp.float32
+
+
+# ---- UDP: flip test without the shift, UDP-DARK decoding --------------------------------------
+
+def test_udp_flip_back_is_mmpose_flip_back_without_shift():
+  """mmpose's flip_back: swap the left/right channels, mirror the width; shift_heatmap=False."""
+  x = np.random.default_rng(0).normal(size=(2, 17, 6, 5)).astype(np.float32)     # NCHW
+  want = x.copy()
+  for left, right in meta.COCO.flip_pairs:
+    want[:, left], want[:, right] = x[:, right], x[:, left]
+  want = want[..., ::-1]
+  got = predict_step.flip_back(jnp.asarray(x.transpose(0, 2, 3, 1)), meta.COCO.flip_permutation,
+                               shift=False)
+  np.testing.assert_array_equal(np.asarray(got).transpose(0, 3, 1, 2), want)
+
+
+def test_udp_flipped_crop_decodes_to_the_mirrored_joints():
+  """Targets of a crop and of its mirror (x -> w - 1 - x, left/right swapped): flipped back
+  without shift, the mirror's maps decode to the crop's joints (UDP's stride puts input pixel
+  w - 1 - x on heatmap pixel w/4 - 1 - x'); the one-column shift would move them by a pixel."""
+  rng = np.random.default_rng(1)
+  joints = rng.uniform([20, 20], [172, 236], (17, 2)).astype(np.float32)
+  mirrored = joints[meta.COCO.flip_permutation].copy()
+  mirrored[:, 0] = 191 - mirrored[:, 0]
+  maps = [codec.encode_heatmaps(j, np.ones(17), (256, 192), (64, 48), 2.0, udp=True)[0]
+          for j in (joints, mirrored)]
+  want, _ = codec.decode_udp_dark(maps[0][None])
+  for shift, error in ((False, 1e-4), (True, 0.9)):
+    back = np.asarray(predict_step.flip_back(jnp.asarray(maps[1]), meta.COCO.flip_permutation,
+                                             shift))
+    got, _ = codec.decode_udp_dark(back[None])
+    if shift:
+      assert np.abs(got - want)[..., 0].min() > error              # every joint one pixel off
+    else:
+      np.testing.assert_allclose(got, want, atol=error)
+  np.testing.assert_allclose(want[0] * [191 / 47, 255 / 63], joints, atol=1e-3)
+
+
+def test_udp_predict_fn_and_serving_function_agree(tiny_model):
+  """Evaluation: heatmaps to the host, cv2's post_dark_udp, UDP's transform_preds (float32);
+  serving (``image_joints_fn(udp=True)``): all on the device. Same flip test (no shift: a
+  shift on one side only would move the joints by a heatmap pixel)."""
+  model, variables = tiny_model(n=2, image_hw=(64, 32))
+  rng = np.random.default_rng(2)
+  crops = jnp.asarray(rng.integers(0, 256, (3, 64, 32, 3), np.uint8))
+  centers = rng.uniform(50, 300, (3, 2)).astype(np.float32)
+  scales = rng.uniform(0.3, 2, (3, 2)).astype(np.float32)
+  perm = meta.COCO.flip_permutation
+  raw = predict_step.make_predict_fn(model, 2, perm, "udp_dark")(variables, crops)
+  coords, maxvals = predict_step.decode_on_host(raw, "udp_dark")
+  want_c, want_m = codec.decode_udp_dark(np.asarray(raw["heatmaps"]))
+  np.testing.assert_array_equal(coords, want_c)
+  host = codec.heatmap_to_image(coords, centers, scales, (16, 8), udp=True)
+  keypoints, d_max = jax.jit(predict_step.image_joints_fn(model, 2, perm, (16, 8), udp=True))(
+      variables, crops, centers, scales)
+  np.testing.assert_allclose(np.asarray(d_max), maxvals, rtol=1e-5)
+  # Random weights make peakless maps whose Newton step can be ill-conditioned (steps of
+  # hundreds of pixels, where float32 and float64 part); compare the joints whose step stays
+  # under a heatmap pixel, as a trained model's do, and require most joints to be such.
+  heat = np.moveaxis(np.asarray(raw["heatmaps"]), -1, -3).reshape(3, 2, 17, -1)
+  argmax = np.stack([heat.argmax(-1) % 8, heat.argmax(-1) // 8], -1)
+  sane = np.abs(coords - argmax).max(-1) < 1
+  assert sane.mean() > 0.3
+  px = np.broadcast_to((scales * 200 / [7, 15])[:, None, None], host.shape)   # per heatmap px
+  np.testing.assert_array_less(np.abs(np.asarray(keypoints) - host)[sane], 1e-3 * px[sane])
