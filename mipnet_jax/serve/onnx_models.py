@@ -126,11 +126,12 @@ def transition(g: Graph, s: Scope, xs: list, in_channels, out_channels) -> list:
   return outs
 
 
-def hr_module(g: Graph, s: Scope, xs: list, num_blocks: int, multi_scale: bool) -> list:
-  """hrnet.HRModule: branches of BasicBlocks, then relu(sum_j fuse_ij(x_j))."""
+def hr_module(g: Graph, s: Scope, xs: list, num_blocks: tuple, multi_scale: bool) -> list:
+  """hrnet.HRModule: branches of BasicBlocks (num_blocks[b] on branch b), then
+  relu(sum_j fuse_ij(x_j))."""
   ys = []
   for b, x in enumerate(xs):
-    for k in range(num_blocks):
+    for k in range(num_blocks[b]):
       x = residual_block(g, s / f"branch{b}_block{k}", x)
     ys.append(x)
   if len(ys) == 1:
@@ -154,7 +155,7 @@ def hr_module(g: Graph, s: Scope, xs: list, num_blocks: int, multi_scale: bool) 
 
 def hrnet_segment(g: Graph, model: HRNet, s: Scope, k: int, feats):
   """Segment k of hrnet.HRNet (its ``_segment``)."""
-  c = tuple(model.width * 2 ** i for i in range(4))
+  c = model.channels
   if k == 0:
     t = s / "stem"
     x = conv_bn(g, t, feats, "conv1", "bn1", 2, relu=True)
@@ -168,7 +169,7 @@ def hrnet_segment(g: Graph, model: HRNet, s: Scope, k: int, feats):
   modules = model.stage_modules[k - 1]
   for m in range(modules):
     multi = k < 3 or m < modules - 1
-    feats = hr_module(g, stage / f"module{m}", feats, model.num_blocks, multi)
+    feats = hr_module(g, stage / f"module{m}", feats, model.blocks[k - 1], multi)
   if k < 3:
     feats = transition(g, s / f"transition{k + 1}", feats, c[:k + 1], c[:k + 2])
   return feats

@@ -321,3 +321,136 @@ def test_pth_route(torch_reference, tmp_path):
   torch.save({"conv1.weight": NotAWeight()}, tmp_path / "evil.pth")
   with pytest.raises(torch_import.StateDictError, match="weights_only=True"):
     torch_import.read_state_dict(str(tmp_path / "evil.pth"))
+
+
+# ------------------------------------------------------- HRNet's configuration space
+
+# An official-layout HRNet beyond the published yamls: per-branch NUM_BLOCKS (stage 4
+# [2, 1, 1, 1]), two stage-4 modules (the last single-scale), NUM_CHANNELS not C * 2^i.
+HRNET_SPACE = dict(width=8, stem_width=16, stage_modules=(1, 1, 2),
+                   num_blocks=((1, 2), (1, 1, 3), (2, 1, 1, 1)), branch_channels=(8, 12, 20, 24))
+
+
+def official_hrnet_keys(stem: int, channels, modules, blocks, joints: int = 17):
+  """[(key, shape)] of pose_hrnet's state_dict (without num_batches_tracked) in registration
+  order, written from the module structure of the official lib/models/pose_hrnet.py, not from
+  torch_names: conv1, bn1, conv2, bn2, layer1 (4 Bottlenecks), then for s = 2, 3, 4
+  transition{s-1} (_make_transition_layer) and stage{s} (HighResolutionModule: branches,
+  fuse_layers), final_layer. ``channels`` is STAGE4.NUM_CHANNELS, ``blocks`` NUM_BLOCKS."""
+  keys = []
+
+  def conv_bn(name, bn_name, cout, cin, k):
+    keys.append((f"{name}.weight", (cout, cin, k, k)))
+    keys.extend((f"{bn_name}.{leaf}", (cout,))
+                for leaf in ("weight", "bias", "running_mean", "running_var"))
+
+  conv_bn("conv1", "bn1", stem, 3, 3)
+  conv_bn("conv2", "bn2", stem, stem, 3)
+  for k in range(4):                   # Bottleneck(inplanes, 64); the first one projects
+    p, cin = f"layer1.{k}", stem if k == 0 else 4 * stem
+    conv_bn(f"{p}.conv1", f"{p}.bn1", stem, cin, 1)
+    conv_bn(f"{p}.conv2", f"{p}.bn2", stem, stem, 3)
+    conv_bn(f"{p}.conv3", f"{p}.bn3", 4 * stem, stem, 1)
+    if k == 0:
+      conv_bn(f"{p}.downsample.0", f"{p}.downsample.1", 4 * stem, cin, 1)
+  pre = [4 * stem]
+  for s, n_mod, nb in zip((2, 3, 4), modules, blocks):
+    cur = list(channels[:s])
+    for i, c in enumerate(cur):
+      t = f"transition{s - 1}.{i}"
+      if i < len(pre) and c != pre[i]:
+        conv_bn(f"{t}.0", f"{t}.1", c, pre[i], 3)
+      for j in range(i + 1 - len(pre)):         # new branches: stride-2 steps
+        out = c if j == i - len(pre) else pre[-1]
+        conv_bn(f"{t}.{j}.0", f"{t}.{j}.1", out, pre[-1], 3)
+    for m in range(n_mod):
+      p = f"stage{s}.{m}"
+      for b, c in enumerate(cur):
+        for k in range(nb[b]):
+          q = f"{p}.branches.{b}.{k}"
+          conv_bn(f"{q}.conv1", f"{q}.bn1", c, c, 3)
+          conv_bn(f"{q}.conv2", f"{q}.bn2", c, c, 3)
+      for i in range(1 if s == 4 and m == n_mod - 1 else len(cur)):
+        for j in range(len(cur)):
+          f = f"{p}.fuse_layers.{i}.{j}"
+          if j > i:
+            conv_bn(f"{f}.0", f"{f}.1", cur[i], cur[j], 1)
+          for k in range(i - j):
+            out = cur[i] if k == i - j - 1 else cur[j]
+            conv_bn(f"{f}.{k}.0", f"{f}.{k}.1", out, cur[j], 3)
+    pre = cur
+  return keys + [("final_layer.weight", (joints, channels[0], 1, 1)),
+                 ("final_layer.bias", (joints,))]
+
+
+def test_official_key_generator_reproduces_the_reference_file(shared_data):
+  """The generator against the official W32 state_dict layout (its independent check)."""
+  ref = reference_layout(shared_data, "official_state_dict_keys.json", "hrnet_w32")
+  assert official_hrnet_keys(64, (32, 64, 128, 256), (1, 4, 3), ((4,) * 2, (4,) * 3, (4,) * 4)
+                             ) == ref
+
+
+@pytest.mark.parametrize("fields", [HRNET_SPACE, {**HRNET_SPACE, "branch_channels": ()},
+                                    dict(width=48, num_blocks=((4, 4), (4, 4, 4), (2, 1, 1, 1)))],
+                         ids=["space", "space_width_only", "w48_stage4_2111"])
+def test_hrnet_layout_equals_official_structure(fields):
+  model = make_model("hrnet_w32", "baseline", **fields)
+  expected = official_hrnet_keys(model.stem_width, model.channels, model.stage_modules,
+                                 model.blocks)
+  assert list(torch_import.torch_layout(model).items()) == expected
+
+
+def official_state_dict(keys, seed: int = 0) -> dict[str, np.ndarray]:
+  """Conditioned random weights for ``keys``: He-scaled convs, BN near identity, and the
+  official files' num_batches_tracked buffers."""
+  rng, out = np.random.default_rng(seed), {}
+  for k, shape in keys:
+    if k.endswith("running_var"):
+      out[k] = 1 + 0.2 * rng.random(shape)
+    elif len(shape) == 4:
+      out[k] = rng.normal(size=shape) * np.sqrt(1 / np.prod(shape[1:]))
+    else:                                        # BN scale near 1, other vectors near 0
+      out[k] = float(k.endswith(".weight")) + 0.1 * rng.normal(size=shape)
+    if k.endswith("running_var"):
+      out[k.replace("running_var", "num_batches_tracked")] = np.array(100)
+  return {k: v.astype(v.dtype if v.ndim == 0 else np.float32) for k, v in out.items()}
+
+
+@pytest.fixture(scope="module")
+def hrnet_space():
+  """(model, official state dict, imported variables, images, our heatmaps): HRNET_SPACE."""
+  model = make_model("hrnet_w32", "baseline", **HRNET_SPACE)
+  state_dict = official_state_dict(official_hrnet_keys(
+      16, HRNET_SPACE["branch_channels"], HRNET_SPACE["stage_modules"], HRNET_SPACE["num_blocks"]))
+  variables, report = torch_import.import_state_dict(state_dict, model, kind="pose")
+  images = np.random.default_rng(1).normal(size=(2, *TORCH_HW, 3)).astype(np.float32)
+  ours = np.asarray(model.apply(variables, images, np.zeros((2, 1), np.float32), train=False))
+  return model, state_dict, variables, report, images, ours
+
+
+def test_hrnet_per_branch_blocks_import_official_weights_and_run(hrnet_space):
+  model, state_dict, variables, report, _, ours = hrnet_space
+  n_bn = sum(k.endswith("num_batches_tracked") for k in state_dict)
+  assert report.kind == "pose" and not report.fresh and not report.skipped
+  assert len(report.loaded) == len(state_dict) - n_bn and report.ignored == n_bn
+  block = variables["params"]["stage4"]["module1"]["branch0_block1"]       # [2, 1, 1, 1]
+  np.testing.assert_array_equal(block["conv2"]["kernel"], np.transpose(
+      state_dict["stage4.1.branches.0.1.conv2.weight"], (2, 3, 1, 0)))
+  np.testing.assert_array_equal(variables["batch_stats"]["stage3"]["module0"]["branch2_block2"][
+      "bn1"]["var"], state_dict["stage3.0.branches.2.2.bn1.running_var"])
+  assert ours.shape == (2, TORCH_HW[0] // 4, TORCH_HW[1] // 4, 17)
+  assert np.isfinite(ours).all() and np.abs(ours).max() > 0.1
+
+
+def test_hrnet_per_branch_blocks_match_torch_reference(torch_reference, hrnet_space):
+  import torch
+  _, state_dict, _, _, images, ours = hrnet_space
+  tm = torch_reference.PoseHRNet(8, stem=16, num_modules=HRNET_SPACE["stage_modules"],
+                                 num_blocks=HRNET_SPACE["num_blocks"],
+                                 channels=HRNET_SPACE["branch_channels"]).eval()
+  tm.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state_dict.items()},
+                     strict=True)                    # the generator's names are torch's
+  with torch.no_grad():
+    ref = tm(torch.from_numpy(images.transpose(0, 3, 1, 2))).numpy().transpose(0, 2, 3, 1)
+  scale = np.abs(ref).max()
+  assert scale > 0.1 and np.abs(ours - ref).max() <= 1e-4 * scale

@@ -18,11 +18,14 @@ class HighResolutionModule(nn.Module):
     highest-resolution entry when ``multi_scale_output`` is False).
     """
 
-    def __init__(self, channels: Sequence[int], num_blocks: int, multi_scale_output: bool = True):
+    def __init__(self, channels: Sequence[int], num_blocks: Sequence[int],
+                 multi_scale_output: bool = True):
         super().__init__()
         n = len(channels)
+        if len(num_blocks) != n:  # the official _check_branches
+            raise ValueError(f"NUM_BRANCHES({n}) <> NUM_BLOCKS({len(num_blocks)})")
         self.branches = nn.ModuleList(
-            _make_layer(BasicBlock, c, c, num_blocks) for c in channels)
+            _make_layer(BasicBlock, c, c, b) for c, b in zip(channels, num_blocks))
         self.fuse_layers = None
         if n > 1:
             self.fuse_layers = nn.ModuleList(
@@ -62,19 +65,30 @@ class HighResolutionModule(nn.Module):
 
 
 class PoseHRNet(nn.Module):
-    """HRNet-W{width} pose net. [B, 3, H, W] (+ lam [B, 2]) -> [B, J, H/4, W/4]."""
+    """HRNet-W{width} pose net. [B, 3, H, W] (+ lam [B, 2]) -> [B, J, H/4, W/4].
 
-    def __init__(self, width: int, num_joints: int = 17, mimb_slots=(False,) * 4):
+    The yaml's MODEL.EXTRA as arguments: ``num_modules`` = STAGE{2,3,4}.NUM_MODULES,
+    ``num_blocks`` = STAGE{2,3,4}.NUM_BLOCKS, ``channels`` = STAGE4.NUM_CHANNELS (stage s
+    uses the first s; default width * 2^b), BLOCK BASIC, FUSE_METHOD SUM; ``stem`` replaces
+    the fixed 64 of the stem (official: 64). ``width`` is channels[0].
+    """
+
+    def __init__(self, width: int, num_joints: int = 17, mimb_slots=(False,) * 4, stem: int = 64,
+                 num_modules=(1, 4, 3), num_blocks=((4, 4), (4, 4, 4), (4, 4, 4, 4)),
+                 channels: Optional[Sequence[int]] = None):
         super().__init__()
-        stage_ch = [[width * 2 ** b for b in range(n)] for n in (2, 3, 4)]
-        self.conv1, self.bn1 = _conv3x3(3, 64, 2), _bn(64)
-        self.conv2, self.bn2 = _conv3x3(64, 64, 2), _bn(64)
+        channels = list(channels or [width * 2 ** b for b in range(4)])
+        width = channels[0]
+        stage_ch = [channels[:n] for n in (2, 3, 4)]
+        self.conv1, self.bn1 = _conv3x3(3, stem, 2), _bn(stem)
+        self.conv2, self.bn2 = _conv3x3(stem, stem, 2), _bn(stem)
         self.relu = nn.ReLU(inplace=True)
-        self.layer1 = _make_layer(Bottleneck, 64, 64, 4)
-        prev = [256]
-        for s, (ch, n_mod) in enumerate(zip(stage_ch, (1, 4, 3)), start=2):
+        self.layer1 = _make_layer(Bottleneck, stem, stem, 4)
+        prev = [4 * stem]
+        for s, (ch, n_mod, blocks) in enumerate(zip(stage_ch, num_modules, num_blocks), start=2):
             self.add_module(f"transition{s - 1}", self._transition(prev, ch))
-            mods = [HighResolutionModule(ch, 4, multi_scale_output=not (s == 4 and m == n_mod - 1))
+            mods = [HighResolutionModule(ch, blocks,
+                                         multi_scale_output=not (s == 4 and m == n_mod - 1))
                     for m in range(n_mod)]
             self.add_module(f"stage{s}", nn.Sequential(*mods))
             prev = ch
