@@ -5,6 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import load_oracle
 from mipnet_jax.core import codec, geometry, meta
 from mipnet_jax.data import augment, boxes, coco_format, image, instances, transforms
 
@@ -118,3 +119,51 @@ def test_eval_crop_and_named_image_errors(shared_data, tmp_path):
                             box.scale, 1.0, 3)
   with pytest.raises(image.ImageError, match=r"gone\.jpg: image file not found"):
     transforms.EvalSample(transforms.CropSpec(INPUT_HW)).map(missing)
+
+
+def test_udp_augmented_sample_equals_the_mmpose_path(shared_data):
+  """UDP (mmpose's TopDownAffine(use_udp=True) + UDP targets), same draws in the reference
+  order: mirror image and joints, warp with get_warp_matrix (joints in float32), targets."""
+  oracle = load_oracle("reference_udp")
+  record = _records(shared_data, "coco", meta.COCO)[0]
+  spec = transforms.CropSpec(INPUT_HW, udp=True)
+  make = transforms.TrainSample(meta.COCO, 2, spec, HEATMAP_HW, 2.0, 0.35, 45.0, 0.3, True)
+  flips = []
+  for seed in range(4):
+    sample = make.random_map(record, np.random.default_rng(seed))
+    aug = augment.sample_augmentation(
+        record.keypoints, record.center, record.scale, record.image_hw[1], meta.COCO,
+        INPUT_HW, scale_factor=0.35, rotation_factor=45.0, half_body_prob=0.3, flip=True,
+        rng=np.random.default_rng(seed))
+    img = image.read_image(record.image_path)
+    kp = record.keypoints
+    if aug.flip:
+      img = np.ascontiguousarray(img[:, ::-1])
+      kp = augment.flip_keypoints(kp, record.image_hw[1], meta.COCO)
+    trans = oracle.warp_matrix(aug.rotation, aug.center * 2.0, np.array([191.0, 255.0]),
+                               aug.scale * 200.0)
+    crop = cv2.warpAffine(img, trans, (192, 256), flags=cv2.INTER_LINEAR)
+    joints = oracle.warp_joints(np.asarray(kp[:, :2], np.float32), trans)
+    vis = sample["joints"][0, :, 2]                   # MIPNet's in-crop visibility rule
+    np.testing.assert_array_equal(sample["joints"][0, vis > 0, :2], joints[vis > 0])
+    want, want_w = oracle.udp_target(joints, vis, (192, 256), (48, 64), 2)
+    np.testing.assert_array_equal(sample["target_weight"][0], want_w)
+    maps = codec.render_heatmaps(sample["target_windows"], sample["target_weight"], HEATMAP_HW,
+                                 2.0)
+    np.testing.assert_array_equal(np.moveaxis(maps[0], -1, 0), want)
+    diff = np.abs(sample["image"].astype(int) - crop.astype(int))
+    assert diff.max() == 0 if not aug.flip else diff.mean() < 0.05
+    flips.append(aug.flip)
+  assert any(flips) and not all(flips)
+
+
+def test_udp_eval_crop_is_the_warp_of_the_box(shared_data):
+  """Evaluation crop under UDP: the box's corners on the first and last input pixels."""
+  box = boxes.gt_boxes(_records(shared_data, "coco", meta.COCO))[0]
+  sample = transforms.EvalSample(transforms.CropSpec(INPUT_HW, udp=True)).map(box)
+  trans = geometry.udp_crop_transform(box.center, box.scale, 0.0, INPUT_HW)
+  expected = cv2.warpAffine(image.read_image(box.image_path), trans, (192, 256),
+                            flags=cv2.INTER_LINEAR)
+  np.testing.assert_array_equal(sample["image"], expected)
+  hrnet = transforms.EvalSample(transforms.CropSpec(INPUT_HW)).map(box)
+  assert np.abs(hrnet["image"].astype(int) - expected).mean() > 1     # another geometry

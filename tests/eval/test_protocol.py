@@ -258,3 +258,15 @@ def test_coco_model_on_crowdpose_shared_joints(config):
   p = make_protocol(config, "crowdpose_test", "w")
   assert (p.meta.name, p.metric, p.area_rule) == ("crowdpose", "crowdpose", "box_0.53")
   assert p.joints.names == COCO.keypoint_names[5:] and p.joints.data_ids == tuple(range(12))
+
+
+def test_udp_geometry_decodes_udp_dark(config):
+  """config.data.udp implies UDP-DARK decoding (config.eval.decode chooses for HRNet's
+  geometry); the stamp records it."""
+  config.data.udp = True
+  for decode in ("quarter", "dark"):
+    config.eval.decode = decode
+    p = make_protocol(config, "coco_val", "w")
+    assert (p.decode, p.udp, p.stamp()["decode"]) == ("udp_dark", True, "udp_dark")
+  config.data.udp = False
+  assert not make_protocol(config, "coco_val", "w").udp

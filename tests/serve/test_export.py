@@ -101,3 +101,27 @@ def test_export_result_summary_is_one_json_line():
   assert result.summary() == ('{"bundle": "/b", "weights": "runs/x/checkpoints/7", '
                               '"platforms": ["cpu", "cuda"], "function_bytes": 170000, '
                               '"onnx_bytes": 9000}')
+
+
+def test_udp_models_carry_their_geometry_and_refuse_onnx(load_config, tiny_model, tmp_path):
+  """A UDP model exports (UDP-DARK decodes on the device) with "udp" and its decoding in the
+  manifest; --export_onnx refuses it before anything is written or loaded."""
+  config = load_config(CONFIG, "quick")
+  config.data.udp = True
+  config.eval.decode = "dark"                      # HRNet's choice; UDP decodes UDP-DARK
+  export.require_device_decode(config)
+  model, variables = tiny_model(n=2, image_hw=(128, 96))
+  manifest = export.make_manifest(config, variables, 2, "w", ())
+  assert (manifest["udp"], manifest["decode"]) == (True, "udp_dark")
+  message = (f"{config.experiment}: --export_onnx supports HRNet's geometry only; this model "
+             f"uses UDP (config.data.udp=True), whose UDP-DARK decoding the ONNX graph does "
+             f"not implement (export without --export_onnx)")
+  for call in (lambda: export.export_bundle(config, model, variables, str(tmp_path / "b"),
+                                            with_onnx=True),
+               lambda: export.run_export(config, None, str(tmp_path / "c"), with_onnx=True)):
+    with pytest.raises(ValueError) as info:
+      call()
+    assert str(info.value) == message
+  assert not os.listdir(tmp_path)
+  config.data.udp = False
+  assert export.make_manifest(config, variables, 2, "w", ())["udp"] is False
