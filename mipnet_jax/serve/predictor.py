@@ -11,7 +11,9 @@ merges the candidates of the image as evaluation does (the ``PostprocessSpec`` o
 score is the one evaluation submits. ``from_config`` and ``from_bundle`` run the same function
 (``export.serving_function``), jitted in process or deserialized; they give the same poses.
 Crops and joint scores equal ``--mode=eval``'s; image coordinates differ by float32 rounding
-(< 1e-3 px, serve/bundle.py).
+(< 1e-3 px, serve/bundle.py). A UDP model (``config.data.udp``) is served in its geometry: UDP
+crops, and UDP-DARK decoding on the device instead of cv2's on the host (within 1e-4 heatmap
+px where the Newton step is well conditioned).
 """
 
 from __future__ import annotations
