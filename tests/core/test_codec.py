@@ -344,7 +344,7 @@ def test_udp_joint_on_a_heatmap_pixel_decodes_to_its_image_point():
   image_pts = (pixels * size / [47, 63] + center - size / 2).astype(np.float32)
   to_input = geometry.udp_crop_transform(center, scale, 0.0, (256, 192))
   joints = geometry.affine_points(image_pts, to_input)
-  maps, weight = codec.encode_heatmaps(joints, np.ones(3), (256, 192), (64, 48), 2.0, udp=True)
+  maps, _ = codec.encode_heatmaps(joints, np.ones(3), (256, 192), (64, 48), 2.0, udp=True)
   coords, _ = codec.decode_udp_dark(maps[None])
   np.testing.assert_allclose(coords[0], pixels, atol=1e-3)
   back = codec.heatmap_to_image(coords, center[None], scale[None], (64, 48), udp=True)[0]

@@ -137,6 +137,7 @@ def test_udp_predict_fn_and_serving_function_agree(tiny_model):
   coords, maxvals = predict_step.decode_on_host(raw, "udp_dark")
   want_c, want_m = codec.decode_udp_dark(np.asarray(raw["heatmaps"]))
   np.testing.assert_array_equal(coords, want_c)
+  np.testing.assert_array_equal(maxvals, want_m)
   host = codec.heatmap_to_image(coords, centers, scales, (16, 8), udp=True)
   keypoints, d_max = jax.jit(predict_step.image_joints_fn(model, 2, perm, (16, 8), udp=True))(
       variables, crops, centers, scales)

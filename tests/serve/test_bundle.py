@@ -152,12 +152,13 @@ def test_what_is_not_a_bundle_is_a_one_line_error(tmp_path):
 def test_udp_bundles_cut_udp_crops():
   """The manifest's "udp" picks the crop geometry; bundles without it are HRNet's."""
   import cv2
+
   from mipnet_jax.core import geometry
   rng = np.random.default_rng(3)
   image = rng.integers(0, 256, (180, 150, 3), np.uint8)
   boxes = np.array([[10, 20, 60, 120], [70.5, 5, 70, 150]], np.float32)
-  manifest = dict(input_hw=[64, 48], num_instances=1, num_keypoints=17, color="rgb",
-                  box_padding=1.25, udp=True)
+  manifest = {"input_hw": [64, 48], "num_instances": 1, "num_keypoints": 17, "color": "rgb",
+              "box_padding": 1.25, "udp": True}
   crops, centers, scales = bundle.BoxPredictor(None, manifest).crops(image, boxes)
   for i in range(2):
     trans = geometry.udp_crop_transform(centers[i], scales[i], 0.0, (64, 48))
