@@ -39,8 +39,10 @@ def jax_heatmaps(model, variables, n, images):
 
 
 @pytest.mark.parametrize("fields", [dict(mimb_only_embed=True),
-                                    dict(n=3, lambda_code="binary", lambda_dim=2)],
-                         ids=["only_embed", "binary_n3"])
+                                    dict(n=3, lambda_code="binary", lambda_dim=2),
+                                    dict(num_blocks=((1, 2), (1, 1, 3), (2, 1, 1, 1)),
+                                         branch_channels=(8, 12, 20, 24))],
+                         ids=["only_embed", "binary_n3", "hrnet_per_branch_blocks"])
 def test_mimb_variants(tiny_model, fields):
   fields = dict(fields)
   n = fields.pop("n", 2)
