@@ -15,8 +15,9 @@ An official ``pose_hrnet`` yaml (MODEL.EXTRA) maps to the fields of ``HRNet``:
   STAGE4.NUM_CHANNELS                -> branch_channels (c0, c1, c2, c3), or width = c0 when
                                         they are c0 * 2^i; STAGE2 / STAGE3 must use its prefixes
   BLOCK BASIC, FUSE_METHOD SUM, FINAL_CONV_KERNEL 1, stem 64 (stem_width): the only values here.
-Every yaml of leoxiaobin/deep-high-resolution-net.pytorch and rawalkhirodkar/MIPNet is
-modules (1, 4, 3), 4 blocks everywhere, channels C * 2^i: ``HRNet(width=C)`` (C = 32, 48).
+The published yamls (leoxiaobin/deep-high-resolution-net.pytorch coco/mpii w32/w48,
+rawalkhirodkar/MIPNet crowdpose/ocpose) all are modules (1, 4, 3), 4 blocks everywhere and
+channels C * 2^i: ``HRNet(width=C)`` with C = 32 or 48.
 """
 
 from __future__ import annotations
