@@ -2,9 +2,13 @@
 interop/test_torch_import.py).
 
 The state_dict layouts are compared with the official models' layouts in the shared
-data folder; parameter counts with the published numbers; plus tiny-input forwards.
+data folder; parameter counts with the published numbers; plus tiny-input forwards. The
+ViTPose oracle (torch_vitpose.py) is also run against our flax ViTPose fed the same weights.
 """
 
+import copy
+
+import numpy as np
 import pytest
 from conftest import load_oracle
 
@@ -117,3 +121,89 @@ def test_lambda_changes_mipnet_output(arch):
     torch.manual_seed(0)
     base = _well_scaled(tr.build_model(arch))
     assert _relative_change(base, x) == 0.0
+
+
+# ------------------------------------------------------------------------------ ViTPose
+
+VITPOSE_PARAMS = {"vitpose_s": 24_290_577, "vitpose_b": 89_994_513, "vitpose_l": 308_544_785,
+                  "vitpose_h": 637_208_849}
+VIT_TINY = dict(embed_dim=64, depth=4, num_heads=4, deconv_features=(32, 32))
+VIT_HW = (128, 96)          # 8 x 6 patches
+
+
+@pytest.mark.parametrize("arch", sorted(VITPOSE_PARAMS))
+def test_vitpose_layout_and_params(arch):
+    ref = _reference(arch, mipnet=False)
+    with torch.device("meta"):              # shapes only: ViTPose-H's 637M never allocated
+        model = tr.build_model(arch)
+    _assert_layout(model, ref)
+    assert tr.count_trainable(model) == VITPOSE_PARAMS[arch]
+
+
+def vit_state_dict(model, seed: int = 0) -> dict:
+    """Random weights for every key of ``model`` (numpy float32): He-scaled matrices, norm
+    scales near 1, small biases, ``pos_embed`` at the official init's 0.02 so that a small
+    input keeps the first LayerNorm's variance small (where its eps shows)."""
+    rng, out = np.random.default_rng(seed), {}
+    for key, value in model.state_dict().items():
+        shape = tuple(value.shape)
+        if key.endswith("num_batches_tracked"):
+            continue
+        if key.endswith("running_var"):
+            arr = rng.uniform(0.5, 1.5, shape)
+        elif key.endswith("pos_embed"):
+            arr = 0.02 * rng.normal(size=shape)
+        elif len(shape) >= 2:
+            arr = rng.normal(size=shape) * np.sqrt(shape[0] / np.prod(shape))
+        elif key.endswith("weight"):
+            arr = 1 + 0.1 * rng.normal(size=shape)
+        else:
+            arr = 0.02 * rng.normal(size=shape)
+        out[key] = arr.astype(np.float32)
+    return out
+
+
+def _vit_pair(mimb_slots, num_instances):
+    """(our tiny ViTPose, its variables, the torch oracle) holding the same random weights."""
+    from mipnet_jax.interop import torch_import
+    from mipnet_jax.models import build_model
+    ours = build_model(dict(name="vitpose", mimb_slots=mimb_slots, **VIT_TINY), num_instances)
+    tm = tr.TopDownViTPose(img_size=VIT_HW, mimb_slots=mimb_slots, **VIT_TINY).eval()
+    state_dict = vit_state_dict(tm)
+    missing, unexpected = tm.load_state_dict({k: torch.from_numpy(v) for k, v in
+                                              state_dict.items()}, strict=False)
+    assert not unexpected and all(k.endswith("num_batches_tracked") for k in missing)
+    variables = torch_import.from_state_dict(state_dict, ours, VIT_HW, kind="pose")
+    return ours, variables, tm
+
+
+def _torch_heatmaps(tm, images, lam):
+    with torch.no_grad():
+        out = tm(torch.from_numpy(images.transpose(0, 3, 1, 2)), torch.from_numpy(lam))
+    return out.numpy().transpose(0, 2, 3, 1)
+
+
+@pytest.mark.parametrize("mimb_slots,n", [((False,) * 4, 1), ((False, False, True, True), 2)],
+                         ids=["vitpose", "mipnet_vitpose_n2"])
+def test_vitpose_heatmaps_match_torch_oracle(mimb_slots, n):
+    from mipnet_jax.models import encode_lambda
+    model, variables, tm = _vit_pair(mimb_slots, n)
+    images = np.random.default_rng(1).normal(size=(2, *VIT_HW, 3)).astype(np.float32)
+    lam = np.array(encode_lambda(np.array([0, 1]), model.lambda_dim))      # lambda = 0 and 1
+    eps_slip = copy.deepcopy(tm)                 # control: LayerNorm eps 1e-5 instead of 1e-6
+    for m in eps_slip.modules():
+        if isinstance(m, torch.nn.LayerNorm):
+            m.eps = 1e-5
+    for gain in (1.0, 0.01):                     # 0.01: LayerNorm variances near its eps
+        x = images * np.float32(gain)
+        ours = np.asarray(model.apply(variables, x, lam, train=False))       # eager
+        ref = _torch_heatmaps(tm, x, lam)
+        assert ours.shape == ref.shape == (2, VIT_HW[0] // 4, VIT_HW[1] // 4, 17)
+        scale = ref.std()
+        assert scale > 0.05 and np.abs(ours - ref).max() <= 1e-4 * scale, gain
+        if gain == 0.01:                         # the comparison would see an eps slip
+            assert np.abs(_torch_heatmaps(eps_slip, x, lam) - ref).max() > 1e-3 * scale
+    if model.has_mimb:                           # the comparison covers the lambda path
+        same = np.repeat(images[:1], 2, axis=0)
+        ref = _torch_heatmaps(tm, same, lam)
+        assert np.abs(ref[0] - ref[1]).max() > 1e-2 * ref.std()

@@ -2,16 +2,18 @@
 
 Covers HRNet-W32/W48 (leoxiaobin/deep-high-resolution-net.pytorch, ``pose_hrnet``),
 SimpleBaseline ResNet-50/101/152 (``pose_resnet``) and the MIPNet variants with
-MIMB blocks (rawalkhirodkar/MIPNet, ``pose_{hrnet,resnet}_se_lambda``).
+MIMB blocks (rawalkhirodkar/MIPNet, ``pose_{hrnet,resnet}_se_lambda``) and ViTPose-S/B/L/H
+(ViTAE-Transformer/ViTPose, torch_vitpose.py; its layouts in ``vitpose_state_dict_keys.json``).
 
 Used (a) to benchmark PyTorch CPU throughput next to the JAX models and (b) as an
 oracle for weight-import tests: ``state_dict()`` key names, shapes and order match
-``<shared data>/reference/*official_state_dict_keys.json`` exactly.
+``<shared data>/reference/*_state_dict_keys.json`` exactly.
 
 All tensors are NCHW. A model is called as ``model(x, lambda_vec)`` with
 ``x: [B, 3, H, W]`` and ``lambda_vec: [B, 2]`` (ignored when no MIMB slot is on);
 it returns heatmaps ``[B, num_joints, H/4, W/4]``. As in the official code, H and
-W must be multiples of 32 (nearest-upsampling fusion / deconvs assume even sizes).
+W must be multiples of 32 (nearest-upsampling fusion / deconvs assume even sizes); a ViTPose
+runs at the size it was built for (``image_hw``, multiples of 16).
 
 The networks live in torch_resnet.py (ResNet blocks, the MIMB, SimpleBaseline) and
 torch_hrnet.py (HRNet); this module builds them and holds the layout, loss and throughput
@@ -36,22 +38,27 @@ from torch import nn
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))   # the sibling oracle parts
 from torch_hrnet import PoseHRNet  # noqa: E402
 from torch_resnet import PoseResNet  # noqa: E402
+from torch_vitpose import SIZES as VITPOSE_SIZES, TopDownViTPose, build_vitpose  # noqa: E402,F401
 
 ARCHS = ("hrnet_w32", "hrnet_w48", "resnet50", "resnet101", "resnet152")
+ALL_ARCHS = ARCHS + tuple(VITPOSE_SIZES)
 RESNET_DEPTHS = {"resnet50": (3, 4, 6, 3), "resnet101": (3, 4, 23, 3), "resnet152": (3, 8, 36, 3)}
 
 
 def build_model(arch: str, num_joints: int = 17,
-                mimb_slots=(False, False, False, False)) -> nn.Module:
-    """Build ``arch`` (one of ARCHS); ``mimb_slots`` is the authors' MODEL.SE_MODULES."""
+                mimb_slots=(False, False, False, False), image_hw=(256, 192)) -> nn.Module:
+    """Build ``arch`` (one of ALL_ARCHS); ``mimb_slots`` is the authors' MODEL.SE_MODULES;
+    ``image_hw`` sizes ViTPose's position embedding (the CNNs take any multiple of 32)."""
     slots = tuple(bool(s) for s in mimb_slots)
     if len(slots) != 4:
         raise ValueError(f"mimb_slots needs 4 entries, got {mimb_slots!r}")
+    if arch in VITPOSE_SIZES:
+        return build_vitpose(arch, num_joints, slots, tuple(image_hw))
     if arch in ("hrnet_w32", "hrnet_w48"):
         return PoseHRNet(int(arch[-2:]), num_joints, slots)
     if arch in RESNET_DEPTHS:
         return PoseResNet(RESNET_DEPTHS[arch], num_joints, slots)
-    raise ValueError(f"unknown arch {arch!r}; expected one of {ARCHS}")
+    raise ValueError(f"unknown arch {arch!r}; expected one of {ALL_ARCHS}")
 
 
 def shared_data_dir() -> Path:
@@ -62,6 +69,8 @@ def shared_data_dir() -> Path:
 
 def reference_layout(arch: str, mipnet: bool = False) -> Optional[list]:
     """[(key, shape)] from the reference JSON for ``arch``; None if file or model is absent."""
+    if arch in VITPOSE_SIZES:
+        return None if mipnet else _vitpose_reference_layout(arch)
     name = arch if arch.startswith("hrnet") else f"{arch}_simple_baseline"
     fname = "mipnet_official_state_dict_keys.json" if mipnet else "official_state_dict_keys.json"
     path = shared_data_dir() / "reference" / fname
@@ -69,6 +78,16 @@ def reference_layout(arch: str, mipnet: bool = False) -> Optional[list]:
         return None
     layout = json.loads(path.read_text())["models"].get(("mipnet_" if mipnet else "") + name)
     return None if layout is None else [(k, tuple(s)) for k, s in layout]
+
+
+def _vitpose_reference_layout(arch: str) -> Optional[list]:
+    """[(key, shape)] of the official ``{arch}_coco_256x192``, num_batches_tracked excluded."""
+    path = shared_data_dir() / "reference" / "vitpose_state_dict_keys.json"
+    if not path.is_file():
+        return None
+    model = json.loads(path.read_text())["models"].get(f"{arch}_coco_256x192")
+    return None if model is None else [(k, tuple(s)) for k, s in model["state_dict"]
+                                       if not k.endswith("num_batches_tracked")]
 
 
 def state_dict_layout(model: nn.Module) -> list:
@@ -138,7 +157,7 @@ def measure_throughput(model: nn.Module, batch: int, image_hw: tuple, train: boo
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     p = argparse.ArgumentParser(description="PyTorch reference pose-net throughput (CPU).")
-    p.add_argument("--arch", choices=ARCHS, default="hrnet_w32")
+    p.add_argument("--arch", choices=ALL_ARCHS, default="hrnet_w32")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--height", type=int, default=256)
     p.add_argument("--width", type=int, default=192)
@@ -151,7 +170,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     a = p.parse_args(argv)
     torch.manual_seed(0)
     slots = (False, False, True, True) if a.mimb else (False,) * 4
-    model = build_model(a.arch, a.num_joints, slots)
+    model = build_model(a.arch, a.num_joints, slots, (a.height, a.width))
     name = ("mipnet_" if a.mimb else "") + a.arch
     print(f"torch {torch.__version__}, threads {a.num_threads or torch.get_num_threads()}, "
           f"{name}: {count_trainable(model):,} trainable params")
