@@ -454,3 +454,37 @@ def test_hrnet_per_branch_blocks_match_torch_reference(torch_reference, hrnet_sp
     ref = tm(torch.from_numpy(images.transpose(0, 3, 1, 2))).numpy().transpose(0, 2, 3, 1)
   scale = np.abs(ref).max()
   assert scale > 0.1 and np.abs(ours - ref).max() <= 1e-4 * scale
+
+
+# ------------------------------------------------------------------------------ ViTPose
+
+VITPOSE_PARAMS = {"vitpose_s": 24_290_577, "vitpose_b": 89_994_513, "vitpose_l": 308_544_785,
+                  "vitpose_h": 637_208_849}
+VIT_HW = (256, 192)                  # the official size: pos_embed [1, 193, C]
+
+
+@pytest.mark.parametrize("arch", sorted(VITPOSE_PARAMS))
+def test_vitpose_layout_equals_official(shared_data, arch):
+  path = shared_data / "reference" / "vitpose_state_dict_keys.json"
+  if not path.is_file():
+    pytest.skip(f"reference layout {path} absent")
+  official = json.loads(path.read_text())["models"][f"{arch}_coco_256x192"]["state_dict"]
+  ref = [(k, tuple(s)) for k, s in official if not k.endswith("num_batches_tracked")]
+  got = torch_import.torch_layout(make_model(arch, "baseline"), VIT_HW)   # jax.eval_shape
+  assert list(got) == [k for k, _ in ref], "torch key names / order differ"
+  assert list(got.items()) == ref, "torch shapes differ"
+  params = sum(int(np.prod(s)) for k, s in got.items() if not k.endswith(("running_mean",
+                                                                            "running_var")))
+  assert params == VITPOSE_PARAMS[arch]
+
+
+@pytest.mark.parametrize("arg", ["quick,baseline", "quick"], ids=["vitpose", "mipnet_vitpose"])
+def test_vitpose_round_trip_is_exact(arg):
+  model = make_model("vitpose_b", arg)
+  variables = variables_of(model)
+  state_dict = torch_import.to_state_dict(variables, model)
+  assert list(state_dict)[:2] == ["backbone.pos_embed", "backbone.patch_embed.proj.weight"]
+  assert state_dict["backbone.blocks.0.attn.qkv.weight"].shape == (192, 64)   # [3C, C]
+  back, report = torch_import.import_state_dict(state_dict, model, kind="pose")
+  assert report.kind == "pose" and not report.fresh and not report.skipped
+  assert_trees_equal(back, variables)
