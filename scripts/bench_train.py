@@ -68,13 +68,11 @@ def random_batch(batch: int, n: int, num_keypoints: int, image_hw, heatmap_hw, s
 
 def _setup(cfg, n: int, mesh):
   """(model, tx, jitted step) for N = n, as trainer.train_and_evaluate builds them."""
-  from mipnet_jax.train import sharding, step as train
+  from mipnet_jax.train import optim, step as train
   from mipnet_jax.models import build_model
   model = build_model(cfg.model, n)
-  schedule = train.learning_rate(cfg.optim.learning_rate, 1000, cfg.schedule.decay_epochs,
-                                 cfg.schedule.decay_factor, cfg.schedule.warmup_epochs)
-  tx = train.make_optimizer(cfg.optim.name, schedule, cfg.optim.weight_decay)
-  step_fn = train.jit_train_step(model, tx, n, cfg.data.sigma, mesh)
+  tx = optim.from_config(cfg, 1000)
+  step_fn = train.jit_train_step(model, tx, n, cfg.data.sigma, mesh, train.dropout_key(cfg.seed))
   return model, tx, step_fn
 
 

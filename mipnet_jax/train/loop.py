@@ -28,7 +28,7 @@ from mipnet_jax import checkpoints
 from mipnet_jax.core.progress import Progress, format_duration
 from mipnet_jax.data import inputs, pipeline
 from mipnet_jax.models.build import build_model
-from mipnet_jax.train import sharding, step as train_step, writers
+from mipnet_jax.train import optim, sharding, step as train_step, writers
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -102,13 +102,11 @@ def train_and_evaluate(config, workdir: str, evaluators=()) -> TrainSummary:
   ds, loading, report = inputs.train_input(config, pidx, pcount)
   per_epoch, total = run_schedule(config, report.num_records)
   model = build_model(config.model, config.num_instances)
-  schedule = train_step.learning_rate(config.optim.learning_rate, per_epoch,
-                                      config.schedule.decay_epochs, config.schedule.decay_factor,
-                                      config.schedule.warmup_epochs)
-  tx = train_step.make_optimizer(config.optim.name, schedule, config.optim.weight_decay)
+  tx = optim.from_config(config, per_epoch)
   ctx = LoopContext(
       config=config, mesh=mesh, per_epoch=per_epoch, total=total, evaluators=tuple(evaluators),
-      step_fn=train_step.jit_train_step(model, tx, config.num_instances, config.data.sigma, mesh),
+      step_fn=train_step.jit_train_step(model, tx, config.num_instances, config.data.sigma, mesh,
+                                        train_step.dropout_key(config.seed)),
       iterator=pipeline.iterate(ds, loading), writer=writers.create_writer(workdir, pidx == 0),
       mngr=checkpoints.train_state_manager(workdir, config.train.keep_checkpoints,
                                            config.train.async_checkpoints))

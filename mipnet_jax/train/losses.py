@@ -31,7 +31,8 @@ def keypoint_mse(pred: jax.Array, target: jax.Array, weight: jax.Array) -> jax.A
 
 
 def instance_loss(model, params, batch_stats, images: jax.Array, target: jax.Array,
-                  weight: jax.Array, num_instances: int) -> tuple[jax.Array, Any]:
+                  weight: jax.Array, num_instances: int, *,
+                  rng: jax.Array | None = None) -> tuple[jax.Array, Any]:
   """(loss, new batch_stats) of the training forward pass: the trunk once per image, the
   lambda head on the N x B (image, lambda) pairs, ``keypoint_mse`` over the pairs.
 
@@ -39,10 +40,13 @@ def instance_loss(model, params, batch_stats, images: jax.Array, target: jax.Arr
     images: [B, h, w, 3] uint8 crops (normalised here, ``core.normalize``).
     target: [B, N, h/4, w/4, K] heatmaps of the N instances.
     weight: [B, N, K] target weights.
+    rng: the 'dropout' key of stochastic depth (ViTPose's drop path); None for models
+      without it.
   """
+  rngs = {} if rng is None else {"rngs": {"dropout": rng}}
   heat, updates = model.apply({"params": params, "batch_stats": batch_stats},
                               normalize(images), num_instances, train=True,
-                              method=model.instances, mutable=["batch_stats"])
+                              method=model.instances, mutable=["batch_stats"], **rngs)
   b, n, h, w, k = heat.shape
   loss = keypoint_mse(heat.reshape(b * n, h, w, k), target.reshape(b * n, h, w, k),
                       weight.reshape(b * n, k))

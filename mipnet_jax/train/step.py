@@ -1,4 +1,4 @@
-"""Train state, optimiser, loss and the sharded train step.
+"""Train state, loss and the sharded train step (the optimiser: train/optim.py).
 
 One step takes a global batch of B images with the targets of all N instances of each
 (``data/transforms.py``): the trunk runs once per image, the lambda head on the N x B
@@ -6,7 +6,9 @@ One step takes a global batch of B images with the targets of all N instances of
 over joints and pairs. Under ``jit`` with the batch sharded over the mesh's data axis, XLA
 computes BatchNorm statistics and gradients over the global batch (all-reduces it inserts).
 A step whose loss is not finite leaves the state unchanged and reports it, so nothing corrupt
-is ever saved.
+is ever saved. Stochastic depth (ViTPose's drop path) draws its masks from
+``fold_in(dropout_key, state.step)``: a function of the seed and the step, so a resumed run
+drops exactly the paths an uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -38,31 +40,6 @@ class TrainState(flax.struct.PyTreeNode):
     return {"params": self.params, "batch_stats": self.batch_stats}
 
 
-def learning_rate(base: float, steps_per_epoch: int, decay_epochs, decay_factor: float,
-                  warmup_epochs: float = 0.0) -> optax.Schedule:
-  """The reference's MultiStepLR (x decay_factor at each epoch of ``decay_epochs``), by step,
-  optionally after a linear warm-up from 0 over ``warmup_epochs``."""
-  boundaries = {int(round(e * steps_per_epoch)): decay_factor for e in decay_epochs}
-  steps = optax.piecewise_constant_schedule(base, boundaries)
-  warmup = int(round(warmup_epochs * steps_per_epoch))
-  if warmup <= 0:
-    return steps
-  # join_schedules hands the second schedule the steps since the warm-up ended; the decay
-  # epochs count from the start of training (MultiStepLR's milestones), so shift back.
-  return optax.join_schedules([optax.linear_schedule(0.0, base, warmup),
-                               lambda step: steps(step + warmup)], [warmup])
-
-
-def make_optimizer(name: str, schedule: optax.Schedule,
-                   weight_decay: float = 0.0) -> optax.GradientTransformation:
-  """Adam as the reference (torch.optim.Adam, no weight decay), or AdamW when decay > 0."""
-  if name != "adam":
-    raise ValueError(f"config.optim.name must be 'adam', got {name!r}")
-  if weight_decay:
-    return optax.adamw(schedule, weight_decay=weight_decay)
-  return optax.adam(schedule)
-
-
 def create_state(model, tx: optax.GradientTransformation, image_hw: tuple[int, int],
                  rng: jax.Array, variables: dict | None = None) -> TrainState:
   """A fresh train state (or one around given ``variables``) at step 0."""
@@ -72,22 +49,30 @@ def create_state(model, tx: optax.GradientTransformation, image_hw: tuple[int, i
                     opt_state=tx.init(variables["params"]))
 
 
+def dropout_key(seed: int) -> jax.Array:
+  """The key of a run's dropout stream (apart from ``key(seed)``, which initialises)."""
+  return jax.random.fold_in(jax.random.key(seed), 1)
+
+
 def loss_and_stats(model, params, batch_stats, batch: dict, num_instances: int,
-                   sigma: float) -> tuple[jax.Array, Any]:
+                   sigma: float, rng: jax.Array | None = None) -> tuple[jax.Array, Any]:
   """(loss, new batch_stats) of a batch: image [B,h,w,3] uint8, target_windows [B,N,K,4],
-  target_weight [B,N,K]."""
+  target_weight [B,N,K]; ``rng``: the 'dropout' key (models with stochastic depth)."""
   h, w = (s // 4 for s in batch["image"].shape[1:3])
   target = render_heatmaps(batch["target_windows"], batch["target_weight"], (h, w), sigma,
                            xp=jnp)
   return instance_loss(model, params, batch_stats, batch["image"], target,
-                       batch["target_weight"], num_instances)
+                       batch["target_weight"], num_instances, rng=rng)
 
 
 def train_step(state: TrainState, batch: dict, *, model, tx, num_instances: int,
-               sigma: float) -> tuple[TrainState, dict]:
-  """One optimisation step; returns the new state and {"loss", "grad_norm", "finite"}."""
+               sigma: float, dropout: jax.Array | None = None) -> tuple[TrainState, dict]:
+  """One optimisation step; returns the new state and {"loss", "grad_norm", "finite"}.
+  ``dropout`` (``dropout_key``): the step's masks come from fold_in(dropout, state.step)."""
+  rng = None if dropout is None else jax.random.fold_in(dropout, state.step)
+
   def loss_fn(params):
-    return loss_and_stats(model, params, state.batch_stats, batch, num_instances, sigma)
+    return loss_and_stats(model, params, state.batch_stats, batch, num_instances, sigma, rng)
 
   (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -99,13 +84,15 @@ def train_step(state: TrainState, batch: dict, *, model, tx, num_instances: int,
   return new, {"loss": loss, "grad_norm": optax.global_norm(grads), "finite": finite}
 
 
-def jit_train_step(model, tx, num_instances: int, sigma: float, mesh: Mesh):
-  """``train_step`` jitted over ``mesh`` with the state donated."""
+def jit_train_step(model, tx, num_instances: int, sigma: float, mesh: Mesh,
+                   dropout: jax.Array | None = None):
+  """``train_step`` jitted over ``mesh`` with the state donated (``dropout``: see
+  ``train_step``)."""
   repl, data = shardings(mesh)
 
   def step(state, batch):
     return train_step(state, batch, model=model, tx=tx, num_instances=num_instances,
-                      sigma=sigma)
+                      sigma=sigma, dropout=dropout)
 
   return jax.jit(step, in_shardings=(repl, data), out_shardings=(repl, repl),
                  donate_argnums=0)

@@ -35,7 +35,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from mipnet_jax import checkpoints, experiments
 from mipnet_jax.core import codec
 from mipnet_jax.models import build_model
-from mipnet_jax.train import sharding
+from mipnet_jax.train import optim, sharding
 from mipnet_jax.train import step as train
 
 IMAGE_HW = (64, 64)
@@ -99,8 +99,8 @@ def main(out_path: str, ckpt_dir: str) -> None:
   assert jax.device_count() == 8, jax.devices()
   c = config()
   model = build_model(c.model, NUM_INSTANCES)
-  tx = optax.chain(recording_gradients(), train.make_optimizer(
-      "adam", train.learning_rate(1e-3, 10, (1,), 0.1)))
+  tx = optax.chain(recording_gradients(), optim.make_optimizer(
+      "adam", optim.learning_rate(1e-3, 10, (1,), 0.1)))
   rng = np.random.default_rng(0)
   state = random_state(model, tx, rng)
   batch = random_batch(rng)

@@ -16,8 +16,7 @@ from _train_helpers import TinyNet, quick_config
 
 from mipnet_jax import checkpoints
 from mipnet_jax.data import synthetic
-from mipnet_jax.train import loop, sharding
-from mipnet_jax.train import step as train
+from mipnet_jax.train import loop, optim, sharding
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +73,7 @@ def test_initial_state_from_init_from_keeps_fresh_names(tmp_path):
   name the checkpoint lacks (here the lambda embedding) keeps its fresh init, and the
   optimiser state is that of the merged params."""
   model = TinyNet()
-  tx = train.make_optimizer("adam", optax.constant_schedule(1e-3))
+  tx = optim.make_optimizer("adam", optax.constant_schedule(1e-3))
   config = quick_config(tmp_path)
   mesh = sharding.make_mesh({"data": -1})
   fresh = jax.device_get(loop.initial_state(config, model, tx, mesh))

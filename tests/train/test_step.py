@@ -1,6 +1,6 @@
-"""The train step on one device in this process: the learning-rate schedule, the optimiser,
-the loss of a batch against the reference's JointsMSELoss, and a step that updates everything
-on a finite loss and nothing on a non-finite one (TinyNet, tests/train/_train_helpers.py)."""
+"""The train step on one device in this process: the loss of a batch against the reference's
+JointsMSELoss, a step that updates everything on a finite loss and nothing on a non-finite one
+(TinyNet, tests/train/_train_helpers.py), and stochastic depth's dropout key (a tiny ViT)."""
 
 from __future__ import annotations
 
@@ -13,57 +13,16 @@ from _train_helpers import (HEATMAP_HW, IMAGE_HW, FixedHeatmaps, TinyNet, random
                             reference_joints_mse)
 
 from mipnet_jax.core import codec
+from mipnet_jax.models.build import build_model
+from mipnet_jax.models.variables import random_variables
+from mipnet_jax.train import optim
 from mipnet_jax.train import step as train
 
 
-# --- learning rate -----------------------------------------------------------------------
-
-def test_learning_rate_decays_at_the_epoch_boundaries():
-  lr = train.learning_rate(1e-3, steps_per_epoch=10, decay_epochs=(2, 4), decay_factor=0.1)
-  got = [float(lr(s)) for s in (0, 19, 20, 21, 39, 40, 1000)]
-  np.testing.assert_allclose(got, [1e-3, 1e-3, 1e-4, 1e-4, 1e-4, 1e-5, 1e-5], rtol=1e-6)
-
-
-def test_learning_rate_fractional_decay_epoch():
-  lr = train.learning_rate(0.5, steps_per_epoch=10, decay_epochs=(1.5,), decay_factor=0.5)
-  np.testing.assert_allclose([float(lr(s)) for s in (0, 14, 15, 16)], [0.5, 0.5, 0.25, 0.25])
-
-
-def test_learning_rate_warmup_ramps_then_decays_at_the_same_epochs():
-  lr = train.learning_rate(1e-3, steps_per_epoch=10, decay_epochs=(3,), decay_factor=0.1,
-                           warmup_epochs=1)
-  ramp = [float(lr(s)) for s in (0, 1, 5, 9)]
-  np.testing.assert_allclose(ramp, [0.0, 1e-4, 5e-4, 9e-4], rtol=1e-6, atol=1e-12)
-  # After the warm-up the base rate holds until epoch 3 (step 30), as MultiStepLR's
-  # milestones count epochs from the start of training, not from the end of the warm-up.
-  after = [float(lr(s)) for s in (10, 29, 30, 39, 40)]
-  np.testing.assert_allclose(after, [1e-3, 1e-3, 1e-4, 1e-4, 1e-4], rtol=1e-6)
-
-
-def test_make_optimizer_rejects_other_names():
-  with pytest.raises(ValueError, match="config.optim.name must be 'adam', got 'sgd'"):
-    train.make_optimizer("sgd", optax.constant_schedule(0.1))
-
-
-def test_make_optimizer_is_adam_or_adamw_with_weight_decay():
-  params = {"w": jnp.array([1.0, -2.0, 3.0])}
-  grads = {"w": jnp.array([0.5, 0.5, -1.0])}
-  schedule = optax.constant_schedule(0.1)
-  for tx, want in ((train.make_optimizer("adam", schedule), optax.adam(0.1)),
-                   (train.make_optimizer("adam", schedule, 0.01),
-                    optax.adamw(0.1, weight_decay=0.01))):
-    got, _ = tx.update(grads, tx.init(params), params)
-    expected, _ = want.update(grads, want.init(params), params)
-    np.testing.assert_allclose(got["w"], expected["w"], rtol=1e-6)
-  # Adam's first step is -lr * sign(g); AdamW also decays: -lr * (sign(g) + 0.01 w).
-  got, _ = train.make_optimizer("adam", schedule, 0.01).update(
-      grads, train.make_optimizer("adam", schedule, 0.01).init(params), params)
-  np.testing.assert_allclose(got["w"], -0.1 * (np.sign([0.5, 0.5, -1.0]) +
-                                               0.01 * np.array([1.0, -2.0, 3.0])), rtol=1e-4)
-
+# --- state ---------------------------------------------------------------------------------
 
 def test_create_state_around_given_variables():
-  tx = train.make_optimizer("adam", optax.constant_schedule(1e-3))
+  tx = optim.make_optimizer("adam", optax.constant_schedule(1e-3))
   variables = {"params": {"w": jnp.ones((2, 3))}, "batch_stats": {"mean": jnp.zeros(3)}}
   state = train.create_state(TinyNet(), tx, IMAGE_HW, None, variables)
   assert int(state.step) == 0 and state.step.dtype == jnp.int32
@@ -114,7 +73,7 @@ def test_loss_by_hand_on_a_two_joint_map():
 def tiny():
   """TinyNet, its Adam, a fresh state and a jitted train step (N=2, sigma 2)."""
   model = TinyNet()
-  tx = train.make_optimizer("adam", optax.constant_schedule(1e-2))
+  tx = optim.make_optimizer("adam", optax.constant_schedule(1e-2))
   state = train.create_state(model, tx, IMAGE_HW, jax.random.key(0))
   step = jax.jit(lambda s, b: train.train_step(s, b, model=model, tx=tx, num_instances=2,
                                                sigma=2.0))
@@ -163,3 +122,93 @@ def test_train_step_with_a_nan_loss_keeps_the_state(tiny):
   for (path, a), b in zip(leaves_old, leaves_new):
     np.testing.assert_array_equal(np.asarray(b), np.asarray(a),
                                   err_msg=jax.tree_util.keystr(path))
+
+
+# --- stochastic depth ---------------------------------------------------------------------
+
+VIT_HW = (64, 48)
+
+
+def vit_setup(drop_path_rate: float):
+  """A tiny ViTPose (N=1) with host-random variables, its Adam state, a batch at
+  64x48 and the jitted train step with and without a dropout key."""
+  model = build_model(dict(name="vitpose", embed_dim=32, depth=4, num_heads=2,
+                           deconv_features=(16, 16), num_keypoints=17,
+                           drop_path_rate=drop_path_rate), 1)
+  tx = optim.make_optimizer("adam", optax.constant_schedule(1e-3))
+  state = train.create_state(model, tx, VIT_HW, None, random_variables(model, VIT_HW))
+  rng = np.random.default_rng(5)
+  joints = rng.uniform(0, 48, (2, 1, 17, 2))
+  windows, weight = codec.heatmap_windows(joints, np.ones((2, 1, 17), np.float32), VIT_HW,
+                                          (16, 12), 2.0)
+  batch = dict(image=rng.integers(0, 256, (2, *VIT_HW, 3), dtype=np.uint8),
+               target_windows=windows, target_weight=weight)
+  step = jax.jit(lambda s, b: train.train_step(s, b, model=model, tx=tx, num_instances=1,
+                                               sigma=2.0, dropout=train.dropout_key(0)))
+  return model, state, batch, step
+
+
+def assert_trees_equal(a, b):
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_drop_path_masks_follow_the_step_and_repeat_on_resume():
+  model, state, batch, step = vit_setup(0.5)
+  at3, at4 = state.replace(step=jnp.int32(3)), state.replace(step=jnp.int32(4))
+  new3, m3 = step(at3, batch)
+  again3, again_m3 = step(at3, batch)            # a resumed run at step 3: the same masks
+  _, m4 = step(at4, batch)
+  assert float(m3["loss"]) == float(again_m3["loss"])
+  assert_trees_equal(new3, again3)
+  assert float(m3["loss"]) != float(m4["loss"])
+  # Without a key a drop-path model cannot train; evaluation needs none and is deterministic.
+  with pytest.raises(Exception, match="dropout"):
+    jax.jit(lambda s, b: train.train_step(s, b, model=model, tx=optax.adam(1e-3),
+                                          num_instances=1, sigma=2.0))(at3, batch)
+  images = jnp.asarray(batch["image"], jnp.float32)
+  predict = jax.jit(lambda v: model.apply(v, images, 1, method=model.predict_instances))
+  np.testing.assert_array_equal(predict(state.variables), predict(state.variables))
+
+
+class NoisyHeatmaps:
+  """A 'model' whose training output is params["heat"] plus unit noise from its 'dropout'
+  key: the loss tells which key a step used."""
+
+  instances = "instances"
+
+  def apply(self, variables, images, num_instances, *, train, method, mutable, rngs):
+    heat = variables["params"]["heat"]
+    return heat + jax.random.normal(rngs["dropout"], heat.shape), {"batch_stats": {}}
+
+
+def test_the_step_key_is_the_seed_key_folded_with_the_step():
+  batch = random_batch(np.random.default_rng(6), 2, 1)
+  params = {"heat": jnp.zeros((2, 1, *HEATMAP_HW, 17))}
+  tx = optim.make_optimizer("adam", optax.constant_schedule(1e-3))
+  state = train.TrainState(step=jnp.int32(7), params=params, batch_stats={},
+                           opt_state=tx.init(params))
+  _, metrics = train.train_step(state, batch, model=NoisyHeatmaps(), tx=tx, num_instances=1,
+                                sigma=2.0, dropout=train.dropout_key(3))
+  losses = {(seed, step): float(train.loss_and_stats(
+      NoisyHeatmaps(), params, {}, batch, 1, 2.0,
+      jax.random.fold_in(train.dropout_key(seed), step))[0])
+      for seed, step in ((3, 7), (3, 8), (4, 7))}
+  assert float(metrics["loss"]) == losses[(3, 7)]
+  assert losses[(3, 7)] != losses[(3, 8)] and losses[(3, 7)] != losses[(4, 7)]
+  # The dropout stream is not the initialiser's key(seed).
+  assert not np.array_equal(jax.random.key_data(train.dropout_key(3)),
+                            jax.random.key_data(jax.random.key(3)))
+
+
+def test_a_model_without_dropout_ignores_the_dropout_key(tiny):
+  """TinyNet (no dropout, as HRNet / SimpleBaseline): the step with the loop's key is bit
+  for bit the step without one."""
+  model, tx, state, step = tiny
+  batch = random_batch(np.random.default_rng(7))
+  keyed = jax.jit(lambda s, b: train.train_step(s, b, model=model, tx=tx, num_instances=2,
+                                                sigma=2.0, dropout=train.dropout_key(0)))
+  with_key, m_key = keyed(state, batch)
+  without, m_none = step(state, batch)
+  assert float(m_key["loss"]) == float(m_none["loss"])
+  assert_trees_equal(with_key, without)
