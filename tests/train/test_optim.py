@@ -308,3 +308,22 @@ def test_vitpose_presets_carry_the_official_recipe(arch, rate):
 def test_layer_decay_needs_a_vit():
   with pytest.raises(ValueError, match="config.optim.layer_decay needs a ViT"):
     optim.make_optimizer("adamw", optax.constant_schedule(0.1), 0.1, layer_decay=0.75)
+
+
+def test_vitpose_config_builds_the_recipe_on_its_model():
+  """vitpose_b:quick (4 blocks): the first update of zero parameters under unit gradients is
+  -lr(0) x scale (Adam's first step is sign(g), clipping keeps the sign, decay of 0 is 0),
+  with lr(0) = 0.001 x 5e-4 (mmcv's warm-up) and the layer scale of each parameter."""
+  c = experiments.experiment("vitpose_b", "coco", (256, 192), "quick")
+  params = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), abstract_variables(
+      build_model(c.model, c.num_instances), tuple(c.data.image_hw))["params"])
+  tx = optim.from_config(c, 100)
+  updates, _ = jax.jit(tx.update)(jax.tree.map(jnp.ones_like, params), tx.init(params), params)
+  got = flat(updates)
+  for name, scale in (("backbone/patch_embed/kernel", 0.75 ** 5),
+                      ("backbone/block0/attn/qkv/kernel", 0.75 ** 4),
+                      ("backbone/block3/mlp/fc2/bias", 0.75),
+                      ("keypoint_head/final_layer/kernel", 1.0),
+                      ("slot3_mimb/branch0/excite_fc1/kernel", 1.0)):
+    # rtol: Adam's eps (1e-8) against the clipped unit gradient (~1e-3) and float32.
+    np.testing.assert_allclose(got[name], -5e-7 * scale, rtol=1e-4, err_msg=name)
