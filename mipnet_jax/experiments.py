@@ -51,6 +51,8 @@ FAMILY = {
     # mmpose's TopDownGetRandomScaleRotation(rot_factor=40, scale_factor=0.5), half body 0.3
     "vitpose": dict(color="rgb", scale_factor=0.5, rotation_factor=40.0, half_body_prob=0.3,
                     total_epochs=210, decay_epochs=(170, 200),
+                    # The official test_cfg's use_udp=True (and UDP targets in training).
+                    udp=True,
                     # The official recipe (train/optim.py): AdamW with the layer-decay
                     # constructor's decay mask, clip_grad_norm 1, step policy with mmcv's
                     # linear warm-up over 500 iterations from 0.001 x lr. lr 5e-4 is for
@@ -251,22 +253,7 @@ def _experiment(arch: str, dataset: str, data: dict, evals: dict, image_hw: tupl
       # auto: XLA:CPU's convolution forms on CPU, XLA's own on GPU / TPU (models/conv_kernels.py)
       conv_impl="auto"))
 
-  c.data = ml_collections.ConfigDict(dict(
-      name=dataset, root=data["root"], train_ann=data["train_ann"], val_ann=data["val_ann"],
-      train_images=data["train_images"], val_images=data["val_images"],
-      image_hw=tuple(image_hw), heatmap_hw=(image_hw[0] // 4, image_hw[1] // 4),
-      sigma=2.0 if image_hw[0] <= 256 else 3.0,
-      color=family["color"], scale_factor=family["scale_factor"],
-      rotation_factor=family["rotation_factor"], half_body_prob=family["half_body_prob"],
-      flip=True, batch_size=family.get("batch_size", 128), num_workers=4,
-      prepared_dir="",        # TFDS data_dir of datasets prepared by data/tfds_pose.py
-      decode_reduce=False,    # decode JPEGs at 1/2..1/8 size when the crop allows it
-      # UDP geometry (ViTPose): crops, targets, flip test and decoding (UDP-DARK); core/codec.py
-      udp=False,
-      # The dataset's joints when it is not built in (empty names: the built-in dataset's).
-      keypoints=keypoints or keypoints_block()))
-  if "synthetic" in data:
-    c.data.synthetic = ml_collections.ConfigDict(data["synthetic"])
+  c.data = _data_config(dataset, data, family, image_hw, keypoints)
 
   # The reference's Adam at 1e-3 unless the family / architecture set a recipe (optim.py):
   # name adam|adamw, layer_decay 1.0 = off, grad_clip_norm 0 = off.
@@ -293,6 +280,29 @@ def _experiment(arch: str, dataset: str, data: dict, evals: dict, image_hw: tupl
   if opts["quick"]:
     _make_quick(c)
   return c
+
+
+def _data_config(dataset: str, data: dict, family: dict, image_hw: tuple[int, int],
+                 keypoints: dict | None) -> ml_collections.ConfigDict:
+  """config.data: the dataset's files, the input / heatmap sizes and the family's
+  augmentation, colour order, batch and geometry."""
+  d = ml_collections.ConfigDict(dict(
+      name=dataset, root=data["root"], train_ann=data["train_ann"], val_ann=data["val_ann"],
+      train_images=data["train_images"], val_images=data["val_images"],
+      image_hw=tuple(image_hw), heatmap_hw=(image_hw[0] // 4, image_hw[1] // 4),
+      sigma=2.0 if image_hw[0] <= 256 else 3.0,
+      color=family["color"], scale_factor=family["scale_factor"],
+      rotation_factor=family["rotation_factor"], half_body_prob=family["half_body_prob"],
+      flip=True, batch_size=family.get("batch_size", 128), num_workers=4,
+      prepared_dir="",        # TFDS data_dir of datasets prepared by data/tfds_pose.py
+      decode_reduce=False,    # decode JPEGs at 1/2..1/8 size when the crop allows it
+      # UDP geometry (ViTPose): crops, targets, flip test and decoding (UDP-DARK); core/codec.py
+      udp=family.get("udp", False),
+      # The dataset's joints when it is not built in (empty names: the built-in dataset's).
+      keypoints=keypoints or keypoints_block()))
+  if "synthetic" in data:
+    d.synthetic = ml_collections.ConfigDict(data["synthetic"])
+  return d
 
 
 def _eval_config(dataset: str, evals: dict

@@ -3,8 +3,9 @@
     python scripts/compare_baseline.py --out /tmp/cmp --steps 2000 --batch 8
     python scripts/compare_baseline.py --out /tmp/cmp --steps 10 --batch 8 --data_root /tmp/syn3
 
-Both runs use the quick HRNet-W32 synthetic config (``experiments.experiment("hrnet_w32",
-"synthetic", (256, 192), "quick")``, plus ``baseline`` for N=1): same steps, batch, seed and
+Both runs use the quick synthetic config of ``--arch`` (default HRNet-W32:
+``experiments.experiment("hrnet_w32", "synthetic", (256, 192), "quick")``, plus ``baseline``
+for N=1; ``--arch=vitpose_b`` compares MIPNet-ViT with ViTPose): same steps, batch, seed and
 data, differing only in num_instances. Each trains in its own process with
 ``main.train(config, workdir, with_eval=True)`` (what ``--mode=train_and_eval`` runs) in
 OUT/baseline and OUT/mipnet (deleted first: every comparison starts fresh), evaluating on
@@ -26,6 +27,10 @@ import subprocess
 import sys
 
 RUNS = {"baseline": "quick,baseline", "mipnet": "quick"}
+FAMILY_LABELS = {"hrnet": "HRNet", "simple_baseline": "SimpleBaseline", "vitpose": "ViTPose"}
+ARCH_LABELS = {"hrnet_w32": "HRNet-W32", "hrnet_w48": "HRNet-W48", "sbl_r50": "SBL R-50",
+               "sbl_r101": "SBL R-101", "sbl_r152": "SBL R-152", "vitpose_s": "ViTPose-S",
+               "vitpose_b": "ViTPose-B", "vitpose_l": "ViTPose-L", "vitpose_h": "ViTPose-H"}
 SPLITS = ("synthetic_val", "synthetic_val_pairs", "synthetic_val_shared",
           "synthetic_val_shared_tight")
 COLUMNS = ("AP", "AP50", "AR")
@@ -33,7 +38,7 @@ COLUMNS = ("AP", "AP50", "AR")
 
 def make_config(a, run: str):
   from mipnet_jax import experiments
-  c = experiments.experiment("hrnet_w32", "synthetic", (256, 192), RUNS[run])
+  c = experiments.experiment(a.arch, "synthetic", (256, 192), RUNS[run])
   c.seed = a.seed
   c.data.root = a.data_root
   c.data.batch_size = a.batch
@@ -53,14 +58,17 @@ def worker(a) -> None:
   """Trains one run in this process, evaluating as ``--mode=train_and_eval`` does; writes
   WORKDIR/summary.json."""
   from mipnet_jax.core import runtime
-  runtime.configure_cpu_xla("hrnet")      # before the first JAX computation
+  from mipnet_jax import experiments
+  # before the first JAX computation
+  runtime.configure_cpu_xla(experiments.ARCHS[a.arch]["name"])
   from mipnet_jax import main as mipnet_main
   config = make_config(a, a.worker)
   workdir = os.path.join(a.out, a.worker)
   done = mipnet_main.train(config, workdir, with_eval=True)
   results = {r.protocol.split: {"metrics": r.metrics, "metrics_lambda0": r.metrics_lambda0}
              for r in done.evals}
-  summary = {"run": a.worker, "num_instances": config.num_instances, "step": done.step,
+  summary = {"run": a.worker, "family": config.model.name,
+             "num_instances": config.num_instances, "step": done.step,
              "elapsed": done.elapsed, "evals": results}
   with open(os.path.join(workdir, "summary.json"), "w") as f:
     json.dump(summary, f, indent=1)
@@ -79,7 +87,8 @@ def comparison_rows(summaries: dict) -> list[dict]:
     modes = [("metrics", "merged")] + ([("metrics_lambda0", "lambda=0 only")]
                                        if s["num_instances"] > 1 else [])
     for key, mode in modes:
-      name = "baseline (HRNet)" if s["num_instances"] == 1 else f"MIPNet, {mode}"
+      family = FAMILY_LABELS[s.get("family", "hrnet")]
+      name = f"baseline ({family})" if s["num_instances"] == 1 else f"MIPNet, {mode}"
       row = {"model": name, "N": s["num_instances"]}
       for split in SPLITS:
         m = (s["evals"].get(split) or {}).get(key) or {}
@@ -91,7 +100,7 @@ def comparison_rows(summaries: dict) -> list[dict]:
 def markdown(rows: list[dict], a) -> str:
   head = ["model", "N"] + [f"{split} {c}" for split in SPLITS for c in COLUMNS]
   fmt = lambda v: "-" if v is None else f"{v:.4f}"
-  title = (f"Synthetic crowd, HRNet-W32 quick, {a.steps} steps x batch {a.batch}, seed "
+  title = (f"Synthetic crowd, {ARCH_LABELS[a.arch]} quick, {a.steps} steps x batch {a.batch}, seed "
            f"{a.seed}, data {a.data_root}")
   lines = [title, "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   for r in rows:
@@ -132,6 +141,8 @@ def plot(out: str) -> str:
 def main():
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--out", required=True, help="output folder")
+  p.add_argument("--arch", default="hrnet_w32", choices=tuple(ARCH_LABELS),
+                 help="architecture preset (experiments.ARCHS), at its quick widths")
   p.add_argument("--steps", type=int, default=1000)
   p.add_argument("--batch", type=int, default=8)
   p.add_argument("--eval_every_epochs", type=float, default=1.0)
@@ -152,7 +163,7 @@ def main():
     shutil.rmtree(workdir, ignore_errors=True)
     os.makedirs(workdir)
     argv = [sys.executable, os.path.abspath(__file__), f"--worker={run}"] + [
-        f"--{k}={getattr(a, k)}" for k in ("out", "steps", "batch", "eval_every_epochs",
+        f"--{k}={getattr(a, k)}" for k in ("out", "arch", "steps", "batch", "eval_every_epochs",
                                            "log_every", "data_root", "seed", "num_train",
                                            "num_val")]
     print(f"training {run} ({a.steps} steps, batch {a.batch}); log: {workdir}/log.txt",

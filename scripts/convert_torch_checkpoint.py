@@ -5,13 +5,20 @@
   python scripts/convert_torch_checkpoint.py --config=configs/sbl_r50_coco_256x192.py \\
       --input=resnet50-19c8e357.pth --output=ckpt/r50_imagenet --kind=backbone
   python scripts/convert_torch_checkpoint.py --input=model.pth --npz=model.npz   # no config
+  python scripts/convert_torch_checkpoint.py --config=configs/vitpose_b_coco_256x192.py:baseline \\
+      --input=mae_pretrain_vit_base.pth --output=ckpt/vitpose_b_mae   # ViTPose's MAE start
 
 The output directory is what ``--config.init_from=`` and ``--config.eval.checkpoint=`` take.
 ``--kind``: pose (official COCO / authors' MIPNet files: every key must match), backbone
 (ImageNet HRNet / torchvision ResNet: the pose head starts fresh, classifier keys are
-skipped) or auto (backbone when the file lacks the pose head). ``--allow_fresh=mimb`` starts
-MIPNet's MIMBs fresh from a baseline pose file. ``--npz`` re-saves the arrays (``module.``
-prefix and num_batches_tracked dropped) as .npz, which converts later without torch. Prints
+skipped) or auto (backbone when the file lacks the pose head). An MAE pretrain encoder
+({'model': {pos_embed, patch_embed.*, blocks.*, ...}}) is a ViTPose backbone file: its keys
+gain ``backbone.``, cls_token / mask_token / norm / decoder keys are skipped, pos_embed is
+resized bicubically to the config's patch grid, last_norm and the head start fresh.
+``--allow_fresh=mimb`` starts MIPNet's MIMBs fresh from a baseline pose file (the authors'
+fine-tuning: ``--config=configs/vitpose_b_coco_256x192.py --allow_fresh=mimb`` on an official
+ViTPose-B file gives MIPNet-ViT-B). ``--npz`` re-saves the arrays (``module.`` prefix and
+num_batches_tracked dropped) as .npz, which converts later without torch. Prints
 the import summary; a file that does not fit the model exits with code 2 and one line naming
 the file and its bad keys.
 """

@@ -21,6 +21,7 @@ CONFIGS = sorted(p.stem for p in (REPO_ROOT / "configs").glob("*.py"))
 TABLE2 = [f"{a}_coco_{s}" for a in ("hrnet_w32", "hrnet_w48", "sbl_r50", "sbl_r101", "sbl_r152")
           for s in ("256x192", "384x288")]
 TABLE5 = [f"{a}_crowdpose_{s}" for a in ("hrnet_w32", "hrnet_w48") for s in ("256x192", "384x288")]
+VITPOSE = [f"vitpose_{s}_coco_256x192" for s in "sblh"]
 
 # The reference yamls (HRNet experiments/coco/hrnet/w32_256x192_adam_lr1e-3.yaml and kin,
 # SimpleBaseline res50_256x192_d256x3_adam_lr1e-3.yaml and kin): IMAGE_SIZE, HEATMAP_SIZE and
@@ -34,11 +35,36 @@ FAMILY = {
                   total_epochs=210, decay_epochs=(170, 200)),
     "simple_baseline": dict(color="bgr", scale_factor=0.30, rotation_factor=40.0,
                             half_body_prob=0.0, total_epochs=140, decay_epochs=(90, 120)),
+    # ViTPose_{small,base,large,huge}_coco_256x192.py: TopDownGetRandomScaleRotation
+    # (rot_factor=40, scale_factor=0.5), TopDownHalfBodyTransform(prob_half_body=0.3),
+    # lr_config step=[170, 200], total_epochs=210.
+    "vitpose": dict(color="rgb", scale_factor=0.5, rotation_factor=40.0, half_body_prob=0.3,
+                    total_epochs=210, decay_epochs=(170, 200)),
 }
+# The recipes: the yamls' Adam at 1e-3, 32 x 4 boxes; ViTPose's AdamW(lr=5e-4, betas
+# (0.9, 0.999), weight_decay=0.1), grad_clip max_norm 1, linear warm-up 500 iterations from
+# 0.001, 64 x 8 boxes, and test_cfg use_udp=True.
+RECIPE = {
+    "hrnet": dict(name="adam", learning_rate=1e-3, weight_decay=0.0, grad_clip_norm=0.0,
+                  layer_decay=1.0, warmup_steps=0, batch_size=128, udp=False),
+    "vitpose": dict(name="adamw", learning_rate=5e-4, weight_decay=0.1, grad_clip_norm=1.0,
+                    warmup_steps=500, warmup_ratio=0.001, batch_size=512, udp=True),
+}
+RECIPE["simple_baseline"] = RECIPE["hrnet"]
 ARCH = {"hrnet_w32": ("hrnet", dict(width=32)), "hrnet_w48": ("hrnet", dict(width=48)),
         "sbl_r50": ("simple_baseline", dict(depth=50)),
         "sbl_r101": ("simple_baseline", dict(depth=101)),
-        "sbl_r152": ("simple_baseline", dict(depth=152))}
+        "sbl_r152": ("simple_baseline", dict(depth=152)),
+        # backbone_cfg (embed_dim, depth, num_heads, drop_path_rate) and paramwise_cfg's
+        # layer_decay_rate of the official configs.
+        "vitpose_s": ("vitpose", dict(embed_dim=384, depth=12, num_heads=12,
+                                      drop_path_rate=0.1, layer_decay=0.9)),
+        "vitpose_b": ("vitpose", dict(embed_dim=768, depth=12, num_heads=12,
+                                      drop_path_rate=0.3, layer_decay=0.75)),
+        "vitpose_l": ("vitpose", dict(embed_dim=1024, depth=24, num_heads=16,
+                                      drop_path_rate=0.5, layer_decay=0.8)),
+        "vitpose_h": ("vitpose", dict(embed_dim=1280, depth=32, num_heads=16,
+                                      drop_path_rate=0.55, layer_decay=0.85))}
 EVAL_SPLITS = {"coco": {"coco_val", "coco_test_dev", "ochuman_val", "ochuman_test",
                         "ocpose_test", "crowdpose_test"},
                "crowdpose": {"crowdpose_val", "crowdpose_test"}, "custom": {"custom_val"},
@@ -54,9 +80,9 @@ def parse_name(name: str) -> tuple[str, str, str]:
 
 
 def test_every_paper_row_has_a_config():
-  assert set(TABLE2 + TABLE5) <= set(CONFIGS)
-  assert set(CONFIGS) == set(TABLE2 + TABLE5) | {"hrnet_w32_synthetic_256x192",
-                                                 "hrnet_w32_custom_256x192"}
+  assert set(TABLE2 + TABLE5 + VITPOSE) <= set(CONFIGS)
+  assert set(CONFIGS) == set(TABLE2 + TABLE5 + VITPOSE) | {"hrnet_w32_synthetic_256x192",
+                                                           "hrnet_w32_custom_256x192"}
 
 
 @pytest.mark.parametrize("name", CONFIGS)
@@ -75,9 +101,18 @@ def test_config_holds_the_reference_values(load_config, name):
   assert (cfg.schedule.total_epochs, tuple(cfg.schedule.decay_epochs)) == (
       want["total_epochs"], want["decay_epochs"])
   assert (cfg.schedule.decay_factor, cfg.schedule.warmup_epochs) == (0.1, 0)
-  assert (cfg.data.batch_size, cfg.data.flip) == (128, True)
-  assert (cfg.optim.name, cfg.optim.learning_rate, cfg.optim.weight_decay) == ("adam", 1e-3, 0.0)
-  assert cfg.model.name == family and all(cfg.model[k] == v for k, v in fields.items())
+  recipe = RECIPE[family]
+  assert (cfg.data.batch_size, cfg.data.flip, cfg.data.udp) == (
+      recipe["batch_size"], True, recipe["udp"])
+  assert {k: cfg.optim[k] for k in ("name", "learning_rate", "weight_decay",
+                                    "grad_clip_norm")} == {k: recipe[k] for k in (
+                                        "name", "learning_rate", "weight_decay",
+                                        "grad_clip_norm")}
+  assert tuple(cfg.optim.betas) == (0.9, 0.999)
+  assert cfg.schedule.warmup_steps == recipe["warmup_steps"]
+  assert cfg.optim.layer_decay == fields.get("layer_decay", 1.0)
+  assert cfg.model.name == family and all(cfg.model[k] == v for k, v in fields.items()
+                                          if k != "layer_decay")
   assert cfg.model.num_keypoints == {"crowdpose": 14, "custom": 5}.get(dataset, 17)
   # MIPNet: N = 2, MIMBs after stages 3 and 4 (the authors' SE_MODULES), reduction 4.
   assert cfg.num_instances == 2 and load_config(name, "baseline").num_instances == 1

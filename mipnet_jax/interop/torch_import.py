@@ -1,11 +1,13 @@
 """Official PyTorch weights <-> our flax variables: read, convert, check, write.
 
-Names follow torch_names.py (the rules as data). A *pose* file (the official COCO models,
+Names follow models/torch_names.py (the rules as data). A *pose* file (the official COCO models,
 the authors' MIPNet checkpoints) must match the model key for key; a *backbone* file
 (ImageNet HRNet ``hrnetv2_w32_imagenet_pretrained.pth``, torchvision ``resnet50-19c8e357.pth``)
 lacks the pose head (final_layer, deconv_layers, MIMBs), which starts fresh from the model's
 init, and carries classifier keys, which are skipped. ``kind="auto"`` calls a file a backbone
-when it holds none of the model's head keys.
+when it holds none of the model's head keys. An MAE pretrain encoder
+(``mae_pretrain_vit_base.pth``) is a backbone file of ViTPose: mae.py renames it, resizes its
+position embedding and lists what it skips.
 
     variables = from_state_dict(read_state_dict("pose_hrnet_w32_256x192.pth"), model)
     convert("resnet50-19c8e357.pth", config, "ckpt/r50_imagenet")  # -> --config.init_from=
@@ -27,7 +29,8 @@ import numpy as np
 from flax import traverse_util
 
 from mipnet_jax import checkpoints
-from mipnet_jax.interop import torch_names
+from mipnet_jax.interop import mae
+from mipnet_jax.models import torch_names
 from mipnet_jax.models.build import build_model
 from mipnet_jax.models.variables import abstract_variables, fresh_variables
 from mipnet_jax.models.topdown import TopDownNet
@@ -69,6 +72,7 @@ class ImportReport:
   fresh: list[str] = dataclasses.field(default_factory=list)    # model init kept
   skipped: list[str] = dataclasses.field(default_factory=list)  # in the file, unused
   ignored: int = 0                                       # num_batches_tracked buffers
+  notes: list[str] = dataclasses.field(default_factory=list)    # conversions applied
 
   def summary(self) -> str:
     lines = [f"{self.source}: {self.kind} weights, {len(self.loaded)} arrays loaded, "
@@ -78,6 +82,7 @@ class ImportReport:
       lines.append(f"  fresh (model init): {_modules(self.fresh)}")
     if self.skipped:
       lines.append(f"  skipped (not used by the model): {_listing(self.skipped)}")
+    lines += [f"  {note}" for note in self.notes]
     return "\n".join(lines)
 
 
@@ -227,9 +232,27 @@ def _prepare(state_dict: Mapping[str, Any], model: TopDownNet, image_hw: tuple[i
              kind: str, allow_fresh: Iterable[str], source: str):
   state_dict, ignored = normalize_keys(state_dict)
   abstract, entries = _model_entries(model, tuple(image_hw))
+  state_dict, mae_skipped, notes = _adapt_mae(state_dict, model, image_hw, source)
+  if notes is not None:
+    allow_fresh = tuple(fresh_patterns(allow_fresh)) + mae.FRESH_PATTERNS
   report = plan_import(state_dict, entries, kind=kind, allow_fresh=allow_fresh, source=source,
                        ignored=ignored)
+  report.skipped[:0] = mae_skipped
+  report.notes += notes or []
   return state_dict, abstract, entries, report
+
+
+def _adapt_mae(state_dict: Mapping[str, Any], model: TopDownNet, image_hw: tuple[int, int],
+               source: str) -> tuple[Mapping[str, Any], list[str], list[str] | None]:
+  """(state dict, skipped keys, notes) for an MAE encoder file into a ViT model (mae.py);
+  other files pass unchanged with notes None."""
+  patch = getattr(model, "patch_size", None)
+  if patch is None or not mae.is_mae(state_dict):
+    return state_dict, [], None
+  pad = model.patch_padding
+  grid = tuple((s + 2 * pad - patch) // patch + 1 for s in image_hw)
+  out, skipped, notes = mae.adapt(state_dict, grid, (patch, patch), source)
+  return out, skipped, ["MAE pretrain encoder (backbone.* prefixed)"] + notes
 
 
 def check_state_dict(state_dict: Mapping[str, Any], model: TopDownNet,
@@ -280,7 +303,8 @@ def from_state_dict(state_dict: Mapping[str, Any], model: TopDownNet,
 
 def read_state_dict(path: str) -> dict[str, np.ndarray]:
   """{key: array} of a ``.pth`` / ``.pt`` / ``.pth.tar`` (torch, ``weights_only=True``; a
-  top-level {'state_dict': ...} is unwrapped) or ``.npz`` file (no pickles)."""
+  top-level {'state_dict': ...} or, as MAE's files, {'model': ...} is unwrapped, in the
+  official loader's order) or ``.npz`` file (no pickles)."""
   if path.endswith(".npz"):
     return _read_npz(path)
   if path.endswith(TORCH_SUFFIXES):
@@ -309,8 +333,10 @@ def _read_torch(path: str) -> dict[str, np.ndarray]:
     data = torch.load(path, map_location="cpu", weights_only=True)
   except Exception as e:        # torch raises UnpicklingError, RuntimeError, ...
     raise StateDictError(f"{path}: torch.load(weights_only=True) failed: {e}") from None
-  if isinstance(data, Mapping) and isinstance(data.get("state_dict"), Mapping):
-    data = data["state_dict"]
+  for wrapper in ("state_dict", "model"):
+    if isinstance(data, Mapping) and isinstance(data.get(wrapper), Mapping):
+      data = data[wrapper]
+      break
   if not isinstance(data, Mapping):
     raise StateDictError(f"{path}: expected a state dict, got {type(data).__name__}")
   bad = [k for k, v in data.items() if not isinstance(v, torch.Tensor)]

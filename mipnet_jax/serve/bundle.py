@@ -64,6 +64,19 @@ class BundleError(ValueError):
   """A bundle folder that cannot be used; the message names the path."""
 
 
+def uses_udp(config) -> bool:
+  """Whether the model's geometry is UDP's (``config.data.udp``; absent in older configs)."""
+  return bool(config.data.get("udp", False))
+
+
+def require_onnx_geometry(config) -> None:
+  """The ONNX graph decodes with HRNet's quarter offset only: a ValueError for UDP models."""
+  if uses_udp(config):
+    raise ValueError(f"{config.experiment}: --export_onnx supports HRNet's geometry only; "
+                     f"this model uses UDP (config.data.udp=True), whose UDP-DARK decoding "
+                     f"the ONNX graph does not implement (export without --export_onnx)")
+
+
 def whole_image_box(image: np.ndarray) -> np.ndarray:
   """[1, 4] the box (x, y, w, h) covering the whole image [H, W, 3]."""
   return np.array([[0.0, 0.0, image.shape[1], image.shape[0]]], np.float32)

@@ -30,27 +30,14 @@ from mipnet_jax.models.load import FRESH, load_model, resolve_checkpoint
 from mipnet_jax.serve import bundle
 
 
-def uses_udp(config) -> bool:
-  """Whether the model's geometry is UDP's (``config.data.udp``; absent in older configs)."""
-  return bool(config.data.get("udp", False))
-
-
 def require_device_decode(config) -> None:
   """Export and predict decode on the device: a ValueError unless config.eval.decode is
   "quarter" or the model is UDP's (its UDP-DARK decoding runs on the device; cheap, callers
   check before loading weights)."""
-  if config.eval.decode != "quarter" and not uses_udp(config):
+  if config.eval.decode != "quarter" and not bundle.uses_udp(config):
     raise ValueError(f"export and predict decode on the device: config.eval.decode must be "
                      f"'quarter', got {config.eval.decode!r} (DARK needs the heatmaps on the "
                      f"host)")
-
-
-def require_onnx_geometry(config) -> None:
-  """The ONNX graph decodes with HRNet's quarter offset only: a ValueError for UDP models."""
-  if uses_udp(config):
-    raise ValueError(f"{config.experiment}: --export_onnx supports HRNet's geometry only; "
-                     f"this model uses UDP (config.data.udp=True), whose UDP-DARK decoding "
-                     f"the ONNX graph does not implement (export without --export_onnx)")
 
 
 def serving_function(config, model, num_instances: int):
@@ -59,7 +46,7 @@ def serving_function(config, model, num_instances: int):
   maxvals)``; the device decodes (quarter offset, or UDP-DARK for UDP models)."""
   require_device_decode(config)
   return predict_step.image_joints_fn(model, num_instances, flip_permutation(config),
-                                      tuple(config.data.heatmap_hw), udp=uses_udp(config))
+                                      tuple(config.data.heatmap_hw), udp=bundle.uses_udp(config))
 
 
 def flip_permutation(config):
@@ -85,7 +72,7 @@ def make_manifest(config, variables: dict, num_instances: int, weights: str,
       heatmap_hw=list(config.data.heatmap_hw), num_instances=num_instances,
       num_keypoints=int(config.model.num_keypoints), color=config.data.color,
       box_padding=BOX_PADDING, flip=bool(config.eval.flip),
-      decode="udp_dark" if uses_udp(config) else "quarter", udp=uses_udp(config),
+      decode="udp_dark" if bundle.uses_udp(config) else "quarter", udp=bundle.uses_udp(config),
       batch_size=int(config.eval.batch_size), platforms=list(platforms),
       jax_version=jax.__version__, onnx=None,
       inputs=["variables", "crops uint8 [b, h, w, 3]", "centers float32 [b, 2]",
@@ -116,7 +103,7 @@ def export_bundle(config, model, variables: dict, out_dir: str, weights: str = "
     raise ValueError(f"{out_dir}: export folder exists and is not empty (remove it or pass "
                      f"another --export_dir)")
   if with_onnx:
-    require_onnx_geometry(config)
+    bundle.require_onnx_geometry(config)
   variables = {k: variables[k] for k in ("params", "batch_stats")}
   n = evaluated_n(config)
   exported = export_function(model, variables, config, n, platforms)
@@ -170,7 +157,7 @@ def run_export(config, workdir: str | None, export_dir: str = "",
     raise ValueError("--mode=export writes under --export_dir or WORKDIR/export: pass one")
   require_device_decode(config)
   if with_onnx:
-    require_onnx_geometry(config)
+    bundle.require_onnx_geometry(config)
   loaded = load_model(config, evaluated_n(config), resolve_checkpoint(config, workdir))
   if loaded.weights == FRESH:
     logging.warning("exporting FRESHLY INITIALISED weights (no config.eval.checkpoint and no "

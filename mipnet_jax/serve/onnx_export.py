@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from mipnet_jax.serve import onnx_graph, onnx_models
+from mipnet_jax.serve import bundle, onnx_graph, onnx_models
 from mipnet_jax.serve.onnx_graph import Graph, value_info
 
 INPUTS = ("crops", "centers", "scales")
@@ -76,8 +76,7 @@ def export_onnx(config, model, variables: dict, num_instances: int, flip_permuta
                 path: str) -> int:
   """Writes ``serving_model`` for ``config``'s sizes to ``path``; returns its size in bytes.
   HRNet's geometry only: a UDP model (``config.data.udp``) raises a one-line ValueError."""
-  from mipnet_jax.serve.export import require_onnx_geometry
-  require_onnx_geometry(config)
+  bundle.require_onnx_geometry(config)
   proto = serving_model(model, variables, num_instances, flip_permutation,
                         tuple(config.data.image_hw), tuple(config.data.heatmap_hw),
                         name=config.experiment)

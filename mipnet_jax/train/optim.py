@@ -3,7 +3,7 @@ recipe (ViTAE-Transformer/ViTPose ``configs/.../ViTPose_*_coco_256x192.py``).
 
 ViTPose trains with mmcv's AdamW built by ``LayerDecayOptimizerConstructor``
 (``mmcv_custom/layer_decay_optimizer_constructor.py``), which decides per parameter, from its
-official torch name (``interop/torch_names.torch_key`` of our flax path):
+official torch name (``models/torch_names.torch_key`` of our flax path):
   * weight decay: none for 1-D parameters (LayerNorm, BatchNorm, biases), names ending in
     ``.bias`` and names containing ``pos_embed``; ``weight_decay`` for the rest;
   * lr scale: ``rate ** (L - id - 1)`` with L = num_layers + 2 and ``id`` from
@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mipnet_jax.interop.torch_names import torch_key
+from mipnet_jax.models.torch_names import torch_key
 
 OPTIMIZERS = ("adam", "adamw")
 

@@ -1,5 +1,5 @@
 """Official PyTorch weights <-> our variables (mipnet_jax/interop/torch_import.py; the name
-rules themselves: test_torch_names.py).
+rules themselves: tests/models/test_torch_names.py).
 
 Full-size layouts come from jax.eval_shape (no compile); imports run on quick-config models
 with conftest's random_variables. The torch checks feed the same weights to the oracle
@@ -22,7 +22,8 @@ from conftest import REPO_ROOT, load_oracle, random_variables
 from flax import traverse_util
 
 from mipnet_jax import checkpoints, experiments
-from mipnet_jax.interop import torch_import, torch_names
+from mipnet_jax.interop import torch_import
+from mipnet_jax.models import torch_names
 from mipnet_jax.models import build_model, encode_lambda
 from mipnet_jax.models.variables import abstract_variables, fresh_variables
 
@@ -488,3 +489,20 @@ def test_vitpose_round_trip_is_exact(arg):
   back, report = torch_import.import_state_dict(state_dict, model, kind="pose")
   assert report.kind == "pose" and not report.fresh and not report.skipped
   assert_trees_equal(back, variables)
+
+
+def test_vitpose_baseline_file_fine_tunes_into_mipnet_vitpose():
+  """The authors' recipe on ViTPose: an official-layout ViTPose pose file loads into MIPNet-ViT
+  with ``allow_fresh=("mimb",)``; only the two MIMBs start fresh, everything else is the
+  file's. Without the alias the missing MIMB keys are one error."""
+  baseline = torch_import.to_state_dict(variables_of(make_model("vitpose_b", "quick,baseline")))
+  mipnet = make_model("vitpose_b", "quick")
+  with pytest.raises(torch_import.StateDictError, match="missing: backbone.slot3_se.se_layers"):
+    torch_import.check_state_dict(baseline, mipnet)
+  variables, report = torch_import.import_state_dict(baseline, mipnet, allow_fresh=("mimb",),
+                                                     rng=RNG(0))
+  assert report.kind == "pose" and not report.skipped
+  assert sorted({k.split(".")[1] for k in report.fresh}) == ["slot3_se", "slot4_se"]
+  assert len(report.loaded) == len(baseline)
+  np.testing.assert_array_equal(variables["params"]["backbone"]["block2"]["attn"]["qkv"]["kernel"],
+                                baseline["backbone.blocks.2.attn.qkv.weight"].T)

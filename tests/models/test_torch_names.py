@@ -3,7 +3,7 @@ axis permutations, the official key order and the head / backbone patterns."""
 
 import pytest
 
-from mipnet_jax.interop import torch_names
+from mipnet_jax.models import torch_names
 
 
 def test_name_rules_examples():
