@@ -2,6 +2,7 @@
 
     python scripts/bench_model.py                       # HRNet-W32 and SBL R-50, batch 8
     python scripts/bench_model.py --models=hrnet_w32 --dtype=bfloat16 --iters=5
+    python scripts/bench_model.py --models=vitpose_b --skip=infer2,train2   # beside PyTorch
 
 For each model it measures, with compile time reported apart:
   * inference: ``predict_instances`` for N=1 (the baseline network) and N=2 (MIPNet, trunk
@@ -12,7 +13,8 @@ When onnxruntime is installed (``pip install -e '.[onnx]'``), the ONNX export of
 network (serve/onnx_export.py ``network_model``, same weights) is timed for inference too, with
 its largest difference from JAX's heatmaps. When PyTorch is installed (``pip install -e
 '.[torch]'``), the same architectures written in PyTorch (tests/oracles/torch_reference.py) are
-timed in the same run and the ratios printed.
+timed in the same run and the ratios printed (ViTPose-B: tests/oracles/torch_vitpose.py, the
+official layout; both without drop path).
 Each model runs in its own process, with the XLA flags that mipnet_jax.runtime chooses for
 its architecture (XLA reads them once per process). Prints a table and, last, one JSON line.
 """
@@ -46,6 +48,10 @@ MODELS = {
     "sbl_r50": ({"name": "simple_baseline", "depth": 50}, "resnet50"),
     "sbl_r101": ({"name": "simple_baseline", "depth": 101}, "resnet101"),
     "sbl_r152": ({"name": "simple_baseline", "depth": 152}, "resnet152"),
+    # The PyTorch side (tests/oracles/torch_vitpose.py) has no stochastic depth: both run
+    # without it (drop_path_rate 0; the official training uses 0.3).
+    "vitpose_b": ({"name": "vitpose", "embed_dim": 768, "depth": 12, "num_heads": 12,
+                   "drop_path_rate": 0.0}, "vitpose_b"),
 }
 
 
@@ -81,8 +87,10 @@ def bench_onnx(model, variables, images, n, iters, warmup):
   seconds, and the largest difference from JAX's heatmaps in units of their std."""
   try:
     import onnxruntime
-    from mipnet_jax.serve import onnx_export
+    from mipnet_jax.serve import onnx_export, onnx_models
   except ImportError:
+    return None
+  if type(model) not in onnx_models.SEGMENTS:      # ViTPose: no ONNX graph
     return None
   t0 = time.perf_counter()
   proto = onnx_export.network_model(model, variables, n, images.shape[1:3])

@@ -234,6 +234,11 @@ def test_two_processes_train_in_lockstep(setup, reference):
   assert [m["step"] for m in ours] == list(range(1, 7))
   np.testing.assert_allclose([m["loss"] for m in ours], p0["loss"], rtol=1e-5)
   assert ours[0]["loss"] == pytest.approx(ref[0]["loss"], rel=1e-5)
-  assert ours[0]["grad_norm"] == pytest.approx(ref[0]["grad_norm"], rel=1e-3)
+  # The first gradient norm agrees to float reordering, which here is up to ~1e-3: on the
+  # synthetic set made with opencv 5.1 the same step on 1, 2 and 4 in-process devices gives
+  # 0.0510425, 0.0511067 and 0.0510385 (the loss equal to 1e-7; the largest gaps, 3% of the
+  # element, are in the stem's conv weight gradients). A lost or doubled shard would move it
+  # by tens of percent.
+  assert ours[0]["grad_norm"] == pytest.approx(ref[0]["grad_norm"], rel=5e-3)
   np.testing.assert_allclose([m["loss"] for m in ours], [m["loss"] for m in ref[:6]],
                              rtol=0.1)
