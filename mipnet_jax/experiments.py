@@ -22,6 +22,9 @@ import ml_collections
 from mipnet_jax.core.meta import JOINT_SETS
 
 # Architecture presets: config.model fields (constructor kwargs of the flax module).
+# ViTPose's fields shared by every size (models/vit.py); slot_blocks () = the depth's quarters.
+VIT_FIELDS = dict(mlp_ratio=4.0, patch_size=16, patch_padding=2, deconv_features=(256, 256),
+                  slot_blocks=())
 ARCHS = {
     "hrnet_w32": dict(name="hrnet", width=32),
     "hrnet_w48": dict(name="hrnet", width=48),
@@ -29,12 +32,14 @@ ARCHS = {
     "sbl_r101": dict(name="simple_baseline", depth=101),
     "sbl_r152": dict(name="simple_baseline", depth=152),
     # ViTPose-S/B/L/H (the official COCO configs' backbone and head; drop path as they set it)
-    "vitpose_s": dict(name="vitpose", embed_dim=384, depth=12, num_heads=12, drop_path_rate=0.1),
-    "vitpose_b": dict(name="vitpose", embed_dim=768, depth=12, num_heads=12, drop_path_rate=0.3),
+    "vitpose_s": dict(name="vitpose", embed_dim=384, depth=12, num_heads=12, drop_path_rate=0.1,
+                      **VIT_FIELDS),
+    "vitpose_b": dict(name="vitpose", embed_dim=768, depth=12, num_heads=12, drop_path_rate=0.3,
+                      **VIT_FIELDS),
     "vitpose_l": dict(name="vitpose", embed_dim=1024, depth=24, num_heads=16,
-                      drop_path_rate=0.5),
+                      drop_path_rate=0.5, **VIT_FIELDS),
     "vitpose_h": dict(name="vitpose", embed_dim=1280, depth=32, num_heads=16,
-                      drop_path_rate=0.55),
+                      drop_path_rate=0.55, **VIT_FIELDS),
 }
 QUICK_ARCHS = {
     "hrnet": dict(width=8, stage_modules=(1, 1, 1), num_blocks=1, stem_width=16),
@@ -345,6 +350,11 @@ def _make_quick(c: ml_collections.ConfigDict) -> None:
   c.data.update(image_hw=(128, 96), heatmap_hw=(32, 24), sigma=2.0, batch_size=4,
                 num_workers=0)
   c.eval.batch_size = 8
+  # ViTPose's layer-wise lr decay and 500-iteration warm-up are for fine-tuning an MAE-trained
+  # ViT over 210 epochs; a quick run trains from scratch in ~1,000 steps (on the synthetic
+  # demo they cost ViTPose 10 AP: 0.30 -> 0.40 without both).
+  c.optim.layer_decay = 1.0
+  c.schedule.warmup_steps = min(c.schedule.warmup_steps, 50)
   c.train.update(log_every_steps=10, checkpoint_every_steps=50, eval_every_epochs=1)
   c.schedule.update(total_epochs=2, decay_epochs=(1,))
   if c.data.name == "synthetic":

@@ -51,6 +51,22 @@ def test_lambda0_on_the_owner_and_lambda1_on_the_other_person(shared_data, name,
   assert np.linalg.norm(back[0][both] - back[1][both], axis=-1).mean() > 3 * px
 
 
+def _reference_draw(record, seed: int):
+  """The reference order for one draw of ``seed``: (augmentation, image, keypoints, others),
+  the image and both joint sets mirrored first when the draw flips."""
+  aug = augment.sample_augmentation(
+      record.keypoints, record.center, record.scale, record.image_hw[1], meta.COCO,
+      INPUT_HW, scale_factor=0.35, rotation_factor=45.0, half_body_prob=0.3, flip=True,
+      rng=np.random.default_rng(seed))
+  img = image.read_image(record.image_path)
+  kp, others = record.keypoints, record.others
+  if aug.flip:
+    img = np.ascontiguousarray(img[:, ::-1])
+    kp = augment.flip_keypoints(kp, record.image_hw[1], meta.COCO)
+    others = augment.flip_keypoints(others, record.image_hw[1], meta.COCO)
+  return aug, img, kp, others
+
+
 def test_augmented_sample_equals_the_reference_path(shared_data):
   """Same draws, reference order: mirror image and joints, then warp and encode."""
   record = _records(shared_data, "coco", meta.COCO)[0]
@@ -59,16 +75,7 @@ def test_augmented_sample_equals_the_reference_path(shared_data):
   flips = []
   for seed in range(6):
     sample = make.random_map(record, np.random.default_rng(seed))
-    aug = augment.sample_augmentation(
-        record.keypoints, record.center, record.scale, record.image_hw[1], meta.COCO,
-        INPUT_HW, scale_factor=0.35, rotation_factor=45.0, half_body_prob=0.3, flip=True,
-        rng=np.random.default_rng(seed))
-    img = image.read_image(record.image_path)
-    kp, others = record.keypoints, record.others
-    if aug.flip:
-      img = np.ascontiguousarray(img[:, ::-1])
-      kp = augment.flip_keypoints(kp, record.image_hw[1], meta.COCO)
-      others = augment.flip_keypoints(others, record.image_hw[1], meta.COCO)
+    aug, img, kp, others = _reference_draw(record, seed)
     trans = geometry.get_affine_transform(aug.center, aug.scale, aug.rotation, INPUT_HW)
     crop = cv2.warpAffine(img, trans, (192, 256), flags=cv2.INTER_LINEAR)
     xy, vis = instances.select_instances(kp, others, trans, 2, INPUT_HW)
@@ -131,15 +138,7 @@ def test_udp_augmented_sample_equals_the_mmpose_path(shared_data):
   flips = []
   for seed in range(4):
     sample = make.random_map(record, np.random.default_rng(seed))
-    aug = augment.sample_augmentation(
-        record.keypoints, record.center, record.scale, record.image_hw[1], meta.COCO,
-        INPUT_HW, scale_factor=0.35, rotation_factor=45.0, half_body_prob=0.3, flip=True,
-        rng=np.random.default_rng(seed))
-    img = image.read_image(record.image_path)
-    kp = record.keypoints
-    if aug.flip:
-      img = np.ascontiguousarray(img[:, ::-1])
-      kp = augment.flip_keypoints(kp, record.image_hw[1], meta.COCO)
+    aug, img, kp, _ = _reference_draw(record, seed)
     trans = oracle.warp_matrix(aug.rotation, aug.center * 2.0, np.array([191.0, 255.0]),
                                aug.scale * 200.0)
     crop = cv2.warpAffine(img, trans, (192, 256), flags=cv2.INTER_LINEAR)
