@@ -1,7 +1,8 @@
 """ViTPose / MIPNet-ViT-H 256x192 on COCO train2017 (the official ViTPose_huge_coco_256x192 recipe).
 
 Baseline: `--config=configs/vitpose_h_coco_256x192.py:baseline` (N=1, the official ViTPose-H).
-MIPNet-ViT: default (N=2; MIMBs after 3/4 of the blocks and on the backbone's output)."""
+MIPNet-ViT: default (N=2; MIMBs after 1/2 and 3/4 of the blocks and on
+the backbone's output)."""
 
 from mipnet_jax.experiments import experiment
 

@@ -114,10 +114,11 @@ def test_config_holds_the_reference_values(load_config, name):
   assert cfg.model.name == family and all(cfg.model[k] == v for k, v in fields.items()
                                           if k != "layer_decay")
   assert cfg.model.num_keypoints == {"crowdpose": 14, "custom": 5}.get(dataset, 17)
-  # MIPNet: N = 2, MIMBs after stages 3 and 4 (the authors' SE_MODULES), reduction 4.
+  # MIPNet: N = 2, MIMBs after stages 3 and 4 (the authors' SE_MODULES), reduction 4;
+  # MIPNet-ViT also after half of the blocks.
   assert cfg.num_instances == 2 and load_config(name, "baseline").num_instances == 1
-  assert (tuple(cfg.model.mimb_slots), cfg.model.mimb_reduce) == (
-      (False, False, True, True), 4)
+  slots = (False, True, True, True) if family == "vitpose" else (False, False, True, True)
+  assert (tuple(cfg.model.mimb_slots), cfg.model.mimb_reduce) == (slots, 4)
   assert set(cfg.eval_data) == EVAL_SPLITS[dataset]
   # The protocol: gamma^lambda with the paper's 0.9, OKS-NMS at 0.9 (CrowdPose: none), joints
   # above 0.2 rescore, flip test, ground-truth boxes unless a row says detections.

@@ -15,8 +15,9 @@ MIMB (squeeze = mean over tokens, gates on the channels). Segments (see topdown.
   k = 0..3: the blocks up to ``slot_blocks[k]`` (default the quarters of the depth; segment 0
             starts with the patch embedding, segment 3 ends with ``last_norm``) | slot{k+1}_mimb
   4:        the deconvolution head and the final 1x1 conv.
-MIPNet-ViT uses slots (False, False, True, True): a MIMB after 3/4 of the blocks and one on
-the normalised output, so the lambda head is the last quarter of the blocks + the deconv head.
+MIPNet-ViT's configs use slots (False, True, True, True): MIMBs after 1/2 and 3/4 of the blocks
+and on the normalised output, so the lambda head is the second half of the blocks + the deconv
+head (the authors' (False, False, True, True) leaves lambda too little to act on: README).
 """
 
 from __future__ import annotations
