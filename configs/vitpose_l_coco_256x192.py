@@ -1,4 +1,5 @@
-"""ViTPose / MIPNet-ViT-L 256x192 on COCO train2017 (the official ViTPose_large_coco_256x192 recipe).
+"""ViTPose / MIPNet-ViT-L 256x192 on COCO train2017
+(the official ViTPose_large_coco_256x192 recipe).
 
 Baseline: `--config=configs/vitpose_l_coco_256x192.py:baseline` (N=1, the official ViTPose-L).
 MIPNet-ViT: default (N=2; MIMBs after 1/2 and 3/4 of the blocks and on

@@ -311,8 +311,8 @@ def test_layer_decay_needs_a_vit():
 
 
 def test_vitpose_config_builds_the_recipe_on_its_model():
-  """vitpose_b's recipe on the quick widths (4 blocks): the first update of zero parameters under unit gradients is
-  -lr(0) x scale (Adam's first step is sign(g), clipping keeps the sign, decay of 0 is 0),
+  """vitpose_b's recipe on the quick widths (4 blocks): the first update of zero parameters
+  under unit gradients is -lr(0) x scale (Adam's first step is sign(g), clipping keeps the sign, decay of 0 is 0),
   with lr(0) = 0.001 x 5e-4 (mmcv's warm-up) and the layer scale of each parameter."""
   c = experiments.experiment("vitpose_b", "coco", (256, 192))    # the official recipe ...
   c.model.update(experiments.QUICK_ARCHS["vitpose"])              # ... on 4 blocks
