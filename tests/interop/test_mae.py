@@ -50,7 +50,7 @@ def test_mae_encoder_imports_as_backbone():
   assert sorted(report.skipped) == sorted(MAE_ONLY)
   assert len(report.loaded) == 1 + 2 + 4 * 12          # pos_embed, patch embed, 4 blocks
   assert {k.split(".")[1] for k in report.fresh if k.startswith("backbone.")} == {
-      "last_norm", "slot3_se", "slot4_se"}
+      "last_norm", "slot2_se", "slot3_se", "slot4_se"}
   assert any(k.startswith("keypoint_head.") for k in report.fresh)
   summary = report.summary()
   assert "7 skipped" in summary and "resized bicubically 4x4 -> 8x6 patches" in summary

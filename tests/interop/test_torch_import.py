@@ -493,16 +493,16 @@ def test_vitpose_round_trip_is_exact(arg):
 
 def test_vitpose_baseline_file_fine_tunes_into_mipnet_vitpose():
   """The authors' recipe on ViTPose: an official-layout ViTPose pose file loads into MIPNet-ViT
-  with ``allow_fresh=("mimb",)``; only the two MIMBs start fresh, everything else is the
+  with ``allow_fresh=("mimb",)``; only the three MIMBs start fresh, everything else is the
   file's. Without the alias the missing MIMB keys are one error."""
   baseline = torch_import.to_state_dict(variables_of(make_model("vitpose_b", "quick,baseline")))
   mipnet = make_model("vitpose_b", "quick")
-  with pytest.raises(torch_import.StateDictError, match="missing: backbone.slot3_se.se_layers"):
+  with pytest.raises(torch_import.StateDictError, match="missing: backbone.slot2_se.se_layers"):
     torch_import.check_state_dict(baseline, mipnet)
   variables, report = torch_import.import_state_dict(baseline, mipnet, allow_fresh=("mimb",),
                                                      rng=RNG(0))
   assert report.kind == "pose" and not report.skipped
-  assert sorted({k.split(".")[1] for k in report.fresh}) == ["slot3_se", "slot4_se"]
+  assert sorted({k.split(".")[1] for k in report.fresh}) == ["slot2_se", "slot3_se", "slot4_se"]
   assert len(report.loaded) == len(baseline)
   np.testing.assert_array_equal(variables["params"]["backbone"]["block2"]["attn"]["qkv"]["kernel"],
                                 baseline["backbone.blocks.2.attn.qkv.weight"].T)
