@@ -115,6 +115,18 @@ def random_variables(model, image_hw: tuple[int, int], seed: int = 0) -> dict:
   return make(model, image_hw, seed)
 
 
+def assert_trees_equal(a, b) -> None:
+  """Two pytrees (variables, train states) hold the same leaves under the same paths, bit for
+  bit."""
+  import jax
+  import numpy as np
+  leaves_a, leaves_b = (jax.tree_util.tree_leaves_with_path(t) for t in (a, b))
+  assert [p for p, _ in leaves_a] == [p for p, _ in leaves_b], "tree structures differ"
+  for (path, x), (_, y) in zip(leaves_a, leaves_b):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y),
+                                  err_msg=jax.tree_util.keystr(path))
+
+
 def conditioned_variables(model, variables: dict, images, num_instances: int,
                           residual_gain: float = 0.1) -> dict:
   """``variables`` conditioned like a trained network's, for comparing two float32 runtimes.

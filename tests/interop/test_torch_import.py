@@ -18,8 +18,7 @@ import sys
 import jax
 import numpy as np
 import pytest
-from conftest import REPO_ROOT, load_oracle, random_variables
-from flax import traverse_util
+from conftest import REPO_ROOT, assert_trees_equal, load_oracle, random_variables
 
 from mipnet_jax import checkpoints, experiments
 from mipnet_jax.interop import torch_import
@@ -59,14 +58,6 @@ def abstract(model):
 def variables_of(model, seed: int = 0):
   """conftest's random_variables at the probe size (the variables do not depend on it)."""
   return random_variables(model, TORCH_HW, seed)
-
-
-def assert_trees_equal(a, b):
-  flat_a, flat_b = (traverse_util.flatten_dict({c: t[c] for c in ("params", "batch_stats")})
-                    for t in (a, b))
-  assert flat_a.keys() == flat_b.keys()
-  for k in flat_a:
-    np.testing.assert_array_equal(np.asarray(flat_a[k]), np.asarray(flat_b[k]), err_msg=str(k))
 
 
 def reference_layout(shared_data, fname: str, name: str) -> list[tuple[str, tuple]]:
@@ -455,54 +446,3 @@ def test_hrnet_per_branch_blocks_match_torch_reference(torch_reference, hrnet_sp
     ref = tm(torch.from_numpy(images.transpose(0, 3, 1, 2))).numpy().transpose(0, 2, 3, 1)
   scale = np.abs(ref).max()
   assert scale > 0.1 and np.abs(ours - ref).max() <= 1e-4 * scale
-
-
-# ------------------------------------------------------------------------------ ViTPose
-
-VITPOSE_PARAMS = {"vitpose_s": 24_290_577, "vitpose_b": 89_994_513, "vitpose_l": 308_544_785,
-                  "vitpose_h": 637_208_849}
-VIT_HW = (256, 192)                  # the official size: pos_embed [1, 193, C]
-
-
-@pytest.mark.parametrize("arch", sorted(VITPOSE_PARAMS))
-def test_vitpose_layout_equals_official(shared_data, arch):
-  path = shared_data / "reference" / "vitpose_state_dict_keys.json"
-  if not path.is_file():
-    pytest.skip(f"reference layout {path} absent")
-  official = json.loads(path.read_text())["models"][f"{arch}_coco_256x192"]["state_dict"]
-  ref = [(k, tuple(s)) for k, s in official if not k.endswith("num_batches_tracked")]
-  got = torch_import.torch_layout(make_model(arch, "baseline"), VIT_HW)   # jax.eval_shape
-  assert list(got) == [k for k, _ in ref], "torch key names / order differ"
-  assert list(got.items()) == ref, "torch shapes differ"
-  params = sum(int(np.prod(s)) for k, s in got.items() if not k.endswith(("running_mean",
-                                                                            "running_var")))
-  assert params == VITPOSE_PARAMS[arch]
-
-
-@pytest.mark.parametrize("arg", ["quick,baseline", "quick"], ids=["vitpose", "mipnet_vitpose"])
-def test_vitpose_round_trip_is_exact(arg):
-  model = make_model("vitpose_b", arg)
-  variables = variables_of(model)
-  state_dict = torch_import.to_state_dict(variables, model)
-  assert list(state_dict)[:2] == ["backbone.pos_embed", "backbone.patch_embed.proj.weight"]
-  assert state_dict["backbone.blocks.0.attn.qkv.weight"].shape == (192, 64)   # [3C, C]
-  back, report = torch_import.import_state_dict(state_dict, model, kind="pose")
-  assert report.kind == "pose" and not report.fresh and not report.skipped
-  assert_trees_equal(back, variables)
-
-
-def test_vitpose_baseline_file_fine_tunes_into_mipnet_vitpose():
-  """The authors' recipe on ViTPose: an official-layout ViTPose pose file loads into MIPNet-ViT
-  with ``allow_fresh=("mimb",)``; only the three MIMBs start fresh, everything else is the
-  file's. Without the alias the missing MIMB keys are one error."""
-  baseline = torch_import.to_state_dict(variables_of(make_model("vitpose_b", "quick,baseline")))
-  mipnet = make_model("vitpose_b", "quick")
-  with pytest.raises(torch_import.StateDictError, match="missing: backbone.slot2_se.se_layers"):
-    torch_import.check_state_dict(baseline, mipnet)
-  variables, report = torch_import.import_state_dict(baseline, mipnet, allow_fresh=("mimb",),
-                                                     rng=RNG(0))
-  assert report.kind == "pose" and not report.skipped
-  assert sorted({k.split(".")[1] for k in report.fresh}) == ["slot2_se", "slot3_se", "slot4_se"]
-  assert len(report.loaded) == len(baseline)
-  np.testing.assert_array_equal(variables["params"]["backbone"]["block2"]["attn"]["qkv"]["kernel"],
-                                baseline["backbone.blocks.2.attn.qkv.weight"].T)

@@ -11,6 +11,7 @@ import optax
 import pytest
 from _train_helpers import (HEATMAP_HW, IMAGE_HW, FixedHeatmaps, TinyNet, random_batch,
                             reference_joints_mse)
+from conftest import assert_trees_equal
 
 from mipnet_jax.core import codec
 from mipnet_jax.models.build import build_model
@@ -146,11 +147,6 @@ def vit_setup(drop_path_rate: float):
   step = jax.jit(lambda s, b: train.train_step(s, b, model=model, tx=tx, num_instances=1,
                                                sigma=2.0, dropout=train.dropout_key(0)))
   return model, state, batch, step
-
-
-def assert_trees_equal(a, b):
-  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
-    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
 def test_drop_path_masks_follow_the_step_and_repeat_on_resume():
